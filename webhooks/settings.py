@@ -1,0 +1,174 @@
+"""All settings, read once from the environment, validated, each documented here once.
+
+``get_settings()`` returns the process-wide value; ``reload_settings()`` re-reads the
+environment (tests and the CLI use it after changing variables).
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Mapping
+
+from .errors import ConfigurationError
+
+__all__ = ["Settings", "get_settings", "reload_settings", "SETTINGS_DOC"]
+
+# name -> (default as written in the environment, one-line meaning)
+SETTINGS_DOC: dict[str, tuple[str, str]] = {
+    "WEBHOOKS_REDIS_URL": ("redis://127.0.0.1:6379/0", "Redis used as broker and state store."),
+    "WEBHOOKS_ALLOW_NETWORKS": ("", "Comma-separated CIDRs that may be delivered to although not public (e.g. 127.0.0.0/8 for local work)."),
+    "WEBHOOKS_CA_BUNDLE": ("", "Extra CA file (PEM) to trust when delivering, on top of the system store."),
+    "WEBHOOKS_ALLOW_HTTP": ("0", "Allow http:// endpoint URLs (development only)."),
+    "SENTRY_DSN": ("", "Send errors and exhausted deliveries to Sentry (no payloads, secrets or trace headers)."),
+    "WEBHOOKS_MAX_PAYLOAD_BYTES": ("262144", "Largest serialized event accepted by publish()."),
+    "WEBHOOKS_PUBLISH_TIMEOUT_S": ("5", "Bound on how long publish() may wait for Redis before PublishError."),
+    "WEBHOOKS_CONNECT_TIMEOUT_S": ("5", "TCP+TLS connect timeout of one delivery attempt."),
+    "WEBHOOKS_TOTAL_TIMEOUT_S": ("15", "Total deadline of one delivery attempt, whatever the server drips."),
+    "WEBHOOKS_MAX_RESPONSE_BYTES": ("65536", "Response body bytes read at most; the rest is never read."),
+    "WEBHOOKS_LOG_RESPONSE_BYTES": ("2048", "Response body bytes kept in the attempt log."),
+    "WEBHOOKS_RETRY_SCHEDULE": ("0,5,300,1800,7200,18000,36000,50400,72000,86400", "Delays in seconds before each retry (attempt 2, 3, ...); the list's length is the number of retries."),
+    "WEBHOOKS_RETRY_JITTER": ("0.2", "Retry delays are stretched by a random 0..this fraction (never shortened)."),
+    "WEBHOOKS_VISIBILITY_TIMEOUT_S": ("3600", "Redis visibility timeout: an unacked message is re-delivered after this."),
+    "WEBHOOKS_MAX_COUNTDOWN_S": ("600", "Longest retry delay held by Celery; longer ones are parked in Redis."),
+    "WEBHOOKS_ATTEMPT_RETENTION_S": ("604800", "How long the attempt log and delivery records are kept."),
+    "WEBHOOKS_ATTEMPTS_PER_DELIVERY": ("50", "Attempt log entries kept per delivery (newest)."),
+    "WEBHOOKS_DEAD_LETTER_RETENTION_S": ("2592000", "How long a dead letter is kept before it expires."),
+    "WEBHOOKS_EGRESS_PROXY": ("", "Explicit egress proxy URL for deliveries; proxy environment variables are ignored."),
+    "WEBHOOKS_ENCRYPTION_KEY": ("", "Fernet key: when set, subscription secrets are encrypted at rest."),
+    "WEBHOOKS_ENDPOINT_CONCURRENCY": ("4", "Deliveries in flight at most per endpoint (subscription URL)."),
+}
+
+
+def _bool(raw: str) -> bool:
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = []
+    for part in raw.split(","):
+        part = part.strip()
+        if part:
+            try:
+                nets.append(ipaddress.ip_network(part, strict=False))
+            except ValueError as exc:
+                raise ConfigurationError(f"WEBHOOKS_ALLOW_NETWORKS: {part!r} is not a CIDR") from exc
+    return tuple(nets)
+
+
+def _floats(raw: str) -> tuple[float, ...]:
+    return tuple(float(p) for p in raw.split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. Units are in the names."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    ca_bundle: str | None = None
+    allow_http: bool = False
+    sentry_dsn: str | None = None
+    max_payload_bytes: int = 262144
+    publish_timeout_s: float = 5.0
+    connect_timeout_s: float = 5.0
+    total_timeout_s: float = 15.0
+    max_response_bytes: int = 65536
+    log_response_bytes: int = 2048
+    retry_schedule_s: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    retry_jitter: float = 0.2
+    visibility_timeout_s: float = 3600.0
+    max_countdown_s: float = 600.0
+    attempt_retention_s: int = 604800
+    attempts_per_delivery: int = 50
+    dead_letter_retention_s: int = 2592000
+    egress_proxy: str | None = None
+    encryption_key: str | None = field(default=None, repr=False)
+    endpoint_concurrency: int = 4
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigurationError when the values cannot work together."""
+        if self.max_payload_bytes <= 0:
+            raise ConfigurationError("WEBHOOKS_MAX_PAYLOAD_BYTES must be positive")
+        if self.publish_timeout_s <= 0 or self.connect_timeout_s <= 0 or self.total_timeout_s <= 0:
+            raise ConfigurationError("timeouts must be positive")
+        if self.connect_timeout_s > self.total_timeout_s:
+            raise ConfigurationError("WEBHOOKS_CONNECT_TIMEOUT_S must not exceed WEBHOOKS_TOTAL_TIMEOUT_S")
+        if any(d < 0 for d in self.retry_schedule_s):
+            raise ConfigurationError("WEBHOOKS_RETRY_SCHEDULE: delays must be >= 0")
+        if not 0 <= self.retry_jitter <= 1:
+            raise ConfigurationError("WEBHOOKS_RETRY_JITTER must be between 0 and 1")
+        # A Celery countdown on Redis is held unacked in worker RAM; past the visibility
+        # timeout it is restored and runs twice. Keep the cap (plus jitter and the attempt
+        # itself) at most half of it.
+        worst = self.max_countdown_s * (1 + self.retry_jitter) + self.total_timeout_s
+        if worst > self.visibility_timeout_s / 2:
+            raise ConfigurationError(
+                f"WEBHOOKS_MAX_COUNTDOWN_S={self.max_countdown_s:g} with jitter {self.retry_jitter:g} "
+                f"could hold a retry {worst:g}s, more than half of "
+                f"WEBHOOKS_VISIBILITY_TIMEOUT_S={self.visibility_timeout_s:g}: it would run twice"
+            )
+        if self.endpoint_concurrency < 1:
+            raise ConfigurationError("WEBHOOKS_ENDPOINT_CONCURRENCY must be at least 1")
+        if self.log_response_bytes > self.max_response_bytes:
+            raise ConfigurationError("WEBHOOKS_LOG_RESPONSE_BYTES must not exceed WEBHOOKS_MAX_RESPONSE_BYTES")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from ``env`` (default ``os.environ``); raise ConfigurationError."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str:
+            return env.get(name, SETTINGS_DOC[name][0])
+
+        def conv(name: str, fn: Callable[[str], object]) -> object:
+            raw = get(name)
+            try:
+                return fn(raw)
+            except ConfigurationError:
+                raise
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"{name}={raw!r} is not valid: {exc}") from exc
+
+        return cls(
+            redis_url=get("WEBHOOKS_REDIS_URL"),
+            allow_networks=conv("WEBHOOKS_ALLOW_NETWORKS", _networks),  # type: ignore[arg-type]
+            ca_bundle=get("WEBHOOKS_CA_BUNDLE") or None,
+            allow_http=_bool(get("WEBHOOKS_ALLOW_HTTP")),
+            sentry_dsn=get("SENTRY_DSN") or None,
+            max_payload_bytes=conv("WEBHOOKS_MAX_PAYLOAD_BYTES", int),  # type: ignore[arg-type]
+            publish_timeout_s=conv("WEBHOOKS_PUBLISH_TIMEOUT_S", float),  # type: ignore[arg-type]
+            connect_timeout_s=conv("WEBHOOKS_CONNECT_TIMEOUT_S", float),  # type: ignore[arg-type]
+            total_timeout_s=conv("WEBHOOKS_TOTAL_TIMEOUT_S", float),  # type: ignore[arg-type]
+            max_response_bytes=conv("WEBHOOKS_MAX_RESPONSE_BYTES", int),  # type: ignore[arg-type]
+            log_response_bytes=conv("WEBHOOKS_LOG_RESPONSE_BYTES", int),  # type: ignore[arg-type]
+            retry_schedule_s=conv("WEBHOOKS_RETRY_SCHEDULE", _floats),  # type: ignore[arg-type]
+            retry_jitter=conv("WEBHOOKS_RETRY_JITTER", float),  # type: ignore[arg-type]
+            visibility_timeout_s=conv("WEBHOOKS_VISIBILITY_TIMEOUT_S", float),  # type: ignore[arg-type]
+            max_countdown_s=conv("WEBHOOKS_MAX_COUNTDOWN_S", float),  # type: ignore[arg-type]
+            attempt_retention_s=conv("WEBHOOKS_ATTEMPT_RETENTION_S", int),  # type: ignore[arg-type]
+            attempts_per_delivery=conv("WEBHOOKS_ATTEMPTS_PER_DELIVERY", int),  # type: ignore[arg-type]
+            dead_letter_retention_s=conv("WEBHOOKS_DEAD_LETTER_RETENTION_S", int),  # type: ignore[arg-type]
+            egress_proxy=get("WEBHOOKS_EGRESS_PROXY") or None,
+            encryption_key=get("WEBHOOKS_ENCRYPTION_KEY") or None,
+            endpoint_concurrency=conv("WEBHOOKS_ENDPOINT_CONCURRENCY", int),  # type: ignore[arg-type]
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()
+
+
+def reload_settings() -> Settings:
+    """Forget the cached settings and read the environment again."""
+    get_settings.cache_clear()
+    from . import connection  # local: connection caches clients built from settings
+
+    connection.reset()
+    return get_settings()
