@@ -1,0 +1,379 @@
+"""The event catalogue: which event types exist, what their ``data`` holds, and the envelope.
+
+Catalogue types have a marshmallow schema each (unknown fields are refused); ``custom.<name>``
+types carry any JSON object. ``validate`` returns cleaned, JSON-ready data (datetimes stay
+ISO-8601 strings), so the envelope can be serialized with the stdlib ``json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from marshmallow import Schema, fields, validate as v
+from marshmallow import ValidationError as MarshmallowError
+
+from .errors import PayloadTooLarge, UnknownEventType, ValidationError
+from .ids import new_id
+
+__all__ = [
+    "EVENT_TYPES",
+    "CUSTOM_PREFIX",
+    "is_known_type",
+    "validate",
+    "build_envelope",
+    "serialize",
+    "check_size",
+    "sample",
+]
+
+CUSTOM_PREFIX = "custom."
+_CUSTOM_NAME_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*$")
+_EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_MAX_TYPE_CHARS = 200
+_MAX_CUSTOM_DEPTH = 32
+_MAX_PATH_PART_CHARS = 64
+
+_NAME = v.Length(min=1, max=200)
+_ID = v.Length(min=1, max=200)
+_TEXT = v.Length(max=20_000)
+
+
+class _IsoDateTime(fields.AwareDateTime):
+    """An ISO-8601 datetime with an offset, kept as a normalized ISO string (JSON-ready)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
+        parsed: datetime = super()._deserialize(value, attr, data, **kwargs)
+        return parsed.isoformat().replace("+00:00", "Z")
+
+
+class _StrictInt(fields.Integer):
+    """An integer that refuses booleans, floats and numeric strings."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class _FormAnswer(fields.Field):
+    """A pre-chat form answer: a string, a finite number, a boolean or a list of strings."""
+
+    default_error_messages = {"invalid": "Must be a string, a number, a boolean or a list of strings."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            if len(value) > 5_000:
+                raise MarshmallowError("Longer than maximum length 5000.")
+            return value
+        if isinstance(value, bool) or isinstance(value, int):
+            return value
+        if isinstance(value, float) and math.isfinite(value):
+            return value
+        if isinstance(value, list) and len(value) <= 100 and all(
+            isinstance(item, str) and len(item) <= 1_000 for item in value
+        ):
+            return list(value)
+        raise self.make_error("invalid")
+
+
+class _Visitor(Schema):
+    id = fields.String(validate=_ID)
+    name = fields.String(validate=_NAME)
+    email = fields.Email(validate=v.Length(max=320))
+
+
+class _Agent(Schema):
+    id = fields.String(required=True, validate=_ID)
+    name = fields.String(required=True, validate=_NAME)
+    email = fields.Email(validate=v.Length(max=320))
+
+
+class _TranscriptMessage(Schema):
+    author = fields.String(required=True, validate=_NAME)
+    role = fields.String(required=True, validate=v.OneOf(["visitor", "agent", "bot", "system"]))
+    text = fields.String(required=True, validate=_TEXT)
+    sent_at = _IsoDateTime(required=True)
+
+
+class ConversationStarted(Schema):
+    conversation_id = fields.String(required=True, validate=_ID)
+    visitor = fields.Nested(_Visitor)
+    page_url = fields.Url(schemes={"http", "https"}, validate=v.Length(max=2_000))
+    pre_chat = fields.Dict(keys=fields.String(validate=_NAME), values=_FormAnswer(), validate=v.Length(max=100))
+    started_at = _IsoDateTime()
+
+
+class ConversationEnded(Schema):
+    conversation_id = fields.String(required=True, validate=_ID)
+    transcript = fields.List(fields.Nested(_TranscriptMessage), validate=v.Length(max=5_000))
+    duration_s = _StrictInt(validate=v.Range(min=0))
+    tags = fields.List(fields.String(validate=v.Length(min=1, max=100)), validate=v.Length(max=100))
+    agent = fields.Nested(_Agent)
+    visitor = fields.Nested(_Visitor)
+    ended_at = _IsoDateTime()
+
+
+class MessageSent(Schema):
+    conversation_id = fields.String(required=True, validate=_ID)
+    message_id = fields.String(validate=_ID)
+    author = fields.String(required=True, validate=_NAME)
+    role = fields.String(required=True, validate=v.OneOf(["visitor", "agent", "bot"]))
+    text = fields.String(required=True, validate=_TEXT)
+    sent_at = _IsoDateTime()
+
+
+class RatingSubmitted(Schema):
+    conversation_id = fields.String(required=True, validate=_ID)
+    score = _StrictInt(required=True, validate=v.Range(min=1, max=5))
+    comment = fields.String(validate=v.Length(max=5_000))
+    visitor = fields.Nested(_Visitor)
+    agent = fields.Nested(_Agent)
+
+
+class ConversationAssigned(Schema):
+    conversation_id = fields.String(required=True, validate=_ID)
+    agent = fields.Nested(_Agent, required=True)
+    previous_agent = fields.Nested(_Agent)
+    reason = fields.String(required=True, validate=v.OneOf(["assigned", "transferred"]))
+
+
+class WebhookTest(Schema):
+    message = fields.String(required=True, validate=v.Length(min=1, max=1_000))
+
+
+# Schemas are stateless once built; one instance each is reused for speed.
+_SCHEMAS: dict[str, Schema] = {
+    "conversation.started": ConversationStarted(),
+    "conversation.ended": ConversationEnded(),
+    "message.sent": MessageSent(),
+    "rating.submitted": RatingSubmitted(),
+    "conversation.assigned": ConversationAssigned(),
+    "webhook.test": WebhookTest(),
+}
+
+EVENT_TYPES: tuple[str, ...] = tuple(_SCHEMAS)
+
+
+def _custom_name_ok(event_type: str) -> bool:
+    return (
+        event_type.startswith(CUSTOM_PREFIX)
+        and len(event_type) <= _MAX_TYPE_CHARS
+        and _CUSTOM_NAME_RE.match(event_type[len(CUSTOM_PREFIX):]) is not None
+    )
+
+
+def is_known_type(event_type: str) -> bool:
+    """True if ``event_type`` is in the catalogue or is a well-formed ``custom.<name>``."""
+    return isinstance(event_type, str) and (event_type in _SCHEMAS or _custom_name_ok(event_type))
+
+
+def _check_type(event_type: object) -> str:
+    if isinstance(event_type, str) and is_known_type(event_type):
+        return event_type
+    valid = ", ".join(EVENT_TYPES)
+    if isinstance(event_type, str) and event_type.startswith(CUSTOM_PREFIX):
+        reason = "custom event names are dot-separated parts of letters, digits and '_' (e.g. custom.order_paid)"
+        raise UnknownEventType(f"invalid custom event type: {reason}", {"type": [reason]})
+    raise UnknownEventType(
+        f"unknown event type; valid types are {valid}, or custom.<name>",
+        {"type": [f"must be one of {valid}, or custom.<name>"]},
+    )
+
+
+def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Marshmallow's nested error dict as {"transcript.3.role": [...]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, sub in messages.items():
+            part = "" if key == "_schema" else str(key)[:_MAX_PATH_PART_CHARS]
+            path = ".".join(p for p in (prefix, part) if p)
+            for k, msgs in _flatten(sub, path).items():
+                out.setdefault(k, []).extend(msgs)
+    else:
+        items = messages if isinstance(messages, list) else [messages]
+        out[prefix or "data"] = [str(m) for m in items]
+    return out
+
+
+def _invalid(event_type: str, errors: dict[str, list[str]]) -> ValidationError:
+    names = ", ".join(f"{path} ({'; '.join(msgs)})" for path, msgs in sorted(errors.items()))
+    return ValidationError(f"invalid {event_type} data: {names}", errors)
+
+
+def _clean_json(value: Any, path: str, depth: int, errors: dict[str, list[str]]) -> Any:
+    """A deep copy of ``value`` if it is plain JSON; records each bad spot in ``errors``."""
+    where = path or "data"
+    if depth > _MAX_CUSTOM_DEPTH:
+        errors[where] = [f"nested deeper than {_MAX_CUSTOM_DEPTH} levels"]
+        return None
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            errors[where] = ["not a finite number"]
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for key, sub in value.items():
+            sub_path = ".".join(p for p in (path, str(key)[:_MAX_PATH_PART_CHARS]) if p)
+            if not isinstance(key, str):
+                errors[sub_path] = ["object keys must be strings"]
+                continue
+            out[key] = _clean_json(sub, sub_path, depth + 1, errors)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(item, f"{path}.{i}" if path else str(i), depth + 1, errors) for i, item in enumerate(value)]
+    errors[where] = [f"not JSON-serializable ({type(value).__name__})"]
+    return None
+
+
+def validate(event_type: str, data: object) -> dict[str, Any]:
+    """Validate ``data`` for ``event_type`` and return it cleaned and JSON-ready.
+
+    Raises UnknownEventType if the type is neither in the catalogue nor ``custom.<name>``;
+    ValidationError whose ``errors`` maps every bad field (dotted path, e.g.
+    ``transcript.3.role``) to its messages.
+    """
+    event_type = _check_type(event_type)
+    if not isinstance(data, dict):
+        raise _invalid(event_type, {"data": ["must be a JSON object"]})
+    schema = _SCHEMAS.get(event_type)
+    if schema is None:
+        errors: dict[str, list[str]] = {}
+        cleaned = _clean_json(data, "", 0, errors)
+        if errors:
+            raise _invalid(event_type, errors)
+    else:
+        try:
+            cleaned = schema.load(data)
+        except MarshmallowError as exc:
+            raise _invalid(event_type, _flatten(exc.messages)) from None
+    try:
+        # Cheap even for a 50 KB transcript, and catches lone surrogates no schema field checks.
+        json.dumps(cleaned, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid(event_type, {"data": ["text holds a lone surrogate (not valid Unicode)"]}) from None
+    return cleaned  # type: ignore[no-any-return]
+
+
+def _utc_iso(now: datetime) -> str:
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)  # naive means UTC here, as documented
+    return now.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_envelope(
+    event_type: str,
+    data: object,
+    *,
+    event_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Validate ``data`` and wrap it as ``{"id", "type", "timestamp", "data"}``.
+
+    ``event_id`` defaults to a new ``evt_…`` id; a caller's own id (an idempotency key) must be
+    1-100 characters of letters, digits, '_' and '-'. ``now`` (naive means UTC) defaults to the
+    current time; the timestamp is ISO-8601 UTC ending in 'Z'.
+    Raises UnknownEventType or ValidationError (see ``validate``).
+    """
+    cleaned = validate(event_type, data)
+    if event_id is None:
+        event_id = new_id("evt")
+    elif not isinstance(event_id, str) or not _EVENT_ID_RE.match(event_id):
+        raise ValidationError(
+            "event id must be 1-100 characters of letters, digits, '_' and '-'",
+            {"id": ["must match [A-Za-z0-9_-]{1,100}"]},
+        )
+    return {
+        "id": event_id,
+        "type": event_type,
+        "timestamp": _utc_iso(now or datetime.now(timezone.utc)),
+        "data": cleaned,
+    }
+
+
+def serialize(envelope: Mapping[str, Any]) -> bytes:
+    """Compact, key-sorted UTF-8 JSON of ``envelope``: equal envelopes give equal bytes.
+
+    Raises ValidationError if the envelope is not plain JSON (e.g. NaN, a datetime).
+    """
+    try:
+        text = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"envelope is not JSON-serializable: {exc}", {"data": [str(exc)]}) from None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("envelope holds text that is not valid Unicode", {"data": ["lone surrogate in text"]}) from None
+
+
+def check_size(body: bytes, limit: int) -> None:
+    """Raise PayloadTooLarge if ``body`` is longer than ``limit`` bytes."""
+    if len(body) > limit:
+        raise PayloadTooLarge(len(body), limit)
+
+
+_AGENT = {"id": "agt_42", "name": "Maya Chen", "email": "maya@support.example.com"}
+_VISITOR = {"id": "vis_7f3a", "name": "Jordan Lee", "email": "jordan.lee@example.org"}
+_SAMPLES: dict[str, dict[str, Any]] = {
+    "conversation.started": {
+        "conversation_id": "conv_8d2k1",
+        "visitor": _VISITOR,
+        "page_url": "https://shop.example.com/pricing?plan=pro",
+        "pre_chat": {"topic": "Billing", "order_number": 10452, "newsletter": True, "products": ["Pro", "Add-on"]},
+        "started_at": "2024-05-01T09:15:02Z",
+    },
+    "conversation.ended": {
+        "conversation_id": "conv_8d2k1",
+        "transcript": [
+            {"author": "Jordan Lee", "role": "visitor", "text": "Hi, I was charged twice for May.", "sent_at": "2024-05-01T09:15:10Z"},
+            {"author": "Helper", "role": "bot", "text": "Connecting you with an agent…", "sent_at": "2024-05-01T09:15:11Z"},
+            {"author": "Maya Chen", "role": "agent", "text": "Sorry about that! I've refunded the duplicate charge.", "sent_at": "2024-05-01T09:17:45Z"},
+            {"author": "system", "role": "system", "text": "Conversation closed by agent.", "sent_at": "2024-05-01T09:19:00Z"},
+        ],
+        "duration_s": 238,
+        "tags": ["billing", "refund"],
+        "agent": _AGENT,
+        "visitor": _VISITOR,
+        "ended_at": "2024-05-01T09:19:00Z",
+    },
+    "message.sent": {
+        "conversation_id": "conv_8d2k1",
+        "message_id": "m_0003",
+        "author": "Maya Chen",
+        "role": "agent",
+        "text": "Sorry about that! I've refunded the duplicate charge.",
+        "sent_at": "2024-05-01T09:17:45Z",
+    },
+    "rating.submitted": {
+        "conversation_id": "conv_8d2k1",
+        "score": 5,
+        "comment": "Quick and friendly, thanks Maya!",
+        "visitor": _VISITOR,
+        "agent": _AGENT,
+    },
+    "conversation.assigned": {
+        "conversation_id": "conv_8d2k1",
+        "agent": _AGENT,
+        "previous_agent": {"id": "agt_7", "name": "Sam Ortiz"},
+        "reason": "transferred",
+    },
+    "webhook.test": {"message": "This is a test event from chat-webhooks."},
+    "custom.example": {"order_id": "ord_1029", "total": 49.9, "currency": "EUR", "items": [{"sku": "PRO-1", "qty": 1}]},
+}
+
+
+def sample(event_type: str) -> dict[str, Any]:
+    """Realistic example data for ``event_type`` (any custom type gets ``custom.example``'s).
+
+    Raises UnknownEventType for an unknown type. Returns a fresh copy each call.
+    """
+    event_type = _check_type(event_type)
+    example = _SAMPLES.get(event_type, _SAMPLES["custom.example"])
+    return json.loads(json.dumps(example))  # type: ignore[no-any-return]
