@@ -38,6 +38,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_EGRESS_PROXY": ("", "Explicit egress proxy URL for deliveries; proxy environment variables are ignored."),
     "WEBHOOKS_ENCRYPTION_KEY": ("", "Fernet key: when set, subscription secrets are encrypted at rest."),
     "WEBHOOKS_ENDPOINT_CONCURRENCY": ("4", "Deliveries in flight at most per endpoint (subscription URL)."),
+    "WEBHOOKS_OUTBOX": ("", "Path of the producer outbox (SQLite spool publish() writes to when Redis cannot be reached); empty = off."),
+    "WEBHOOKS_OUTBOX_MAX_EVENTS": ("100000", "Events the outbox holds at most; past that publish() raises PublishError."),
 }
 
 
@@ -86,6 +88,8 @@ class Settings:
     egress_proxy: str | None = None
     encryption_key: str | None = field(default=None, repr=False)
     endpoint_concurrency: int = 4
+    outbox_path: str | None = None
+    outbox_max_events: int = 100000
 
     def __post_init__(self) -> None:
         self.validate()
@@ -116,6 +120,8 @@ class Settings:
             raise ConfigurationError("WEBHOOKS_ENDPOINT_CONCURRENCY must be at least 1")
         if self.log_response_bytes > self.max_response_bytes:
             raise ConfigurationError("WEBHOOKS_LOG_RESPONSE_BYTES must not exceed WEBHOOKS_MAX_RESPONSE_BYTES")
+        if self.outbox_max_events < 1:
+            raise ConfigurationError("WEBHOOKS_OUTBOX_MAX_EVENTS must be at least 1")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -156,6 +162,8 @@ class Settings:
             egress_proxy=get("WEBHOOKS_EGRESS_PROXY") or None,
             encryption_key=get("WEBHOOKS_ENCRYPTION_KEY") or None,
             endpoint_concurrency=conv("WEBHOOKS_ENDPOINT_CONCURRENCY", int),  # type: ignore[arg-type]
+            outbox_path=get("WEBHOOKS_OUTBOX") or None,
+            outbox_max_events=conv("WEBHOOKS_OUTBOX_MAX_EVENTS", int),  # type: ignore[arg-type]
         )
 
 
