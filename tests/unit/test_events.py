@@ -371,3 +371,7 @@ def test_serialize_refuses_non_json() -> None:
         events.serialize({"data": {"x": float("nan")}})
     with pytest.raises(ValidationError):
         events.serialize({"data": {"x": object()}})
+
+
+def test_public_names_exist() -> None:
+    assert all(hasattr(events, name) for name in events.__all__)
