@@ -71,7 +71,7 @@ class _FormAnswer(fields.Field):
             if len(value) > 5_000:
                 raise MarshmallowError("Longer than maximum length 5000.")
             return value
-        if isinstance(value, bool) or isinstance(value, int):
+        if isinstance(value, int):  # bool included: both are answers
             return value
         if isinstance(value, float) and math.isfinite(value):
             return value
