@@ -1,0 +1,233 @@
+"""One delivery attempt, and the decision that follows it. Pure of Celery.
+
+``attempt(delivery_id)`` loads the delivery, its subscription and its event, maps and
+signs the body, sends it through the transport, logs the attempt, and returns an
+Outcome saying what happens next. The Celery task only translates the Outcome:
+delivered/discarded/parked -> return, retry/wait -> Celery retry with ``delay_s``,
+dead -> raise (so on_failure and task_failure write the dead letter).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import records, signing, subscriptions
+from .connection import get_redis
+from .errors import DeliveryError, EncryptionError, NotFound, ValidationError
+from .keys import K
+from .policy import RetrySchedule, Verdict, classify, next_delay, parse_retry_after, split_tier
+from .settings import Settings, get_settings
+from .transport import HttpTransport, OutgoingRequest, Transport
+
+__all__ = ["Outcome", "attempt", "get_transport", "set_transport", "schedule_for"]
+
+log = logging.getLogger("webhooks.delivery")
+
+_transport: Transport | None = None
+_transport_lock = threading.Lock()
+_rng = random.SystemRandom()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happens next to a delivery.
+
+    action: "delivered" | "retry" (after delay_s, spends a schedule step) | "wait" (not
+    attempted: breaker open, endpoint busy or rate-limited; after delay_s) | "park"
+    (long-tier retry parked in Redis) | "dead" | "discarded" (no longer wanted) | "skip"
+    (already ended: a re-delivered message).
+    """
+
+    action: str
+    delivery_id: str
+    delay_s: float | None = None
+    reason: str | None = None
+    status: int | None = None
+    error: str | None = None
+
+
+def get_transport() -> Transport:
+    """The process-wide transport (one keep-alive pool per endpoint address)."""
+    global _transport
+    if _transport is None:
+        with _transport_lock:
+            if _transport is None:
+                _transport = HttpTransport(get_settings())
+    return _transport
+
+
+def set_transport(transport: Transport | None) -> None:
+    """Replace the transport (tests use a FakeTransport)."""
+    global _transport
+    _transport = transport
+
+
+def schedule_for(sub: subscriptions.Subscription, settings: Settings) -> RetrySchedule:
+    """The subscription's own schedule, else the configured one."""
+    if sub.retry_schedule:
+        return RetrySchedule.parse(sub.retry_schedule, jitter=settings.retry_jitter)
+    return RetrySchedule(tuple(settings.retry_schedule_s), jitter=settings.retry_jitter)
+
+
+def _discard(delivery_id: str, rec: dict[str, str], reason: str) -> Outcome:
+    from .deadletters import release_payload
+
+    pipe = get_redis().pipeline(transaction=True)
+    records.update(delivery_id, pipe=pipe, status="discarded", reason=reason)
+    pipe.hincrby(f"wh:ledger:{rec['account']}", "discarded", 1)
+    pipe.execute()
+    release_payload(rec["evt"])
+    log.info("delivery %s discarded: %s", delivery_id, reason)
+    return Outcome("discarded", delivery_id, reason=reason)
+
+
+def _build(sub: subscriptions.Subscription, envelope_raw: bytes) -> tuple[bytes, dict[str, str]]:
+    if not sub.transform:
+        return envelope_raw, {}
+    from .producer import _transform_for
+
+    t = _transform_for(sub)
+    envelope = json.loads(envelope_raw)
+    return t.body(envelope), dict(t.headers())
+
+
+def attempt(delivery_id: str, *, now: float | None = None) -> Outcome:
+    """Make one attempt at ``delivery_id`` and decide what follows. See Outcome."""
+    from .breaker import CircuitBreaker
+    from .limits import EndpointSlots, RateLimiter
+
+    settings = get_settings()
+    r = get_redis()
+    rec = records.load(delivery_id)
+    if rec is None:
+        log.warning("delivery %s is unknown or expired; dropped", delivery_id)
+        return Outcome("skip", delivery_id, reason="unknown delivery")
+    if rec.get("status") in records.ENDED:
+        return Outcome("skip", delivery_id, reason=f"already {rec['status']}")
+    account, sub_id = rec["account"], rec["sub"]
+    try:
+        sub = subscriptions.get(account, sub_id)
+    except NotFound:
+        return _discard(delivery_id, rec, "subscription deleted")
+    if not sub.enabled:
+        return _discard(delivery_id, rec, f"subscription disabled: {sub.disabled_reason or 'by operator'}")
+    body_raw = r.get(K.event(rec["evt"]))
+    if body_raw is None:
+        return _discard(delivery_id, rec, "event payload expired")
+
+    endpoint = sub.id
+    breaker = CircuitBreaker(r)
+    allowed, wait_s = breaker.allow(endpoint)
+    if not allowed:
+        return _wait(delivery_id, max(wait_s, 1.0), "circuit open", settings)
+    if sub.rate_limit_per_s:
+        wait_s = RateLimiter(r).reserve(endpoint, sub.rate_limit_per_s)
+        if wait_s > 0:
+            return _wait(delivery_id, wait_s, "rate limited", settings)
+    slots = EndpointSlots(r)
+    lease_s = settings.total_timeout_s + 30
+    if not slots.acquire(endpoint, delivery_id, settings.endpoint_concurrency, lease_s):
+        return _wait(delivery_id, 0.5 + _rng.random(), "endpoint busy", settings)
+    try:
+        return _send(delivery_id, rec, sub, body_raw, breaker, settings, now)
+    finally:
+        slots.release(endpoint, delivery_id)
+
+
+def _wait(delivery_id: str, delay_s: float, reason: str, settings: Settings) -> Outcome:
+    if split_tier(delay_s, settings.max_countdown_s) == "park":
+        return _park(delivery_id, delay_s, reason, status="parked")
+    records.update(delivery_id, status="waiting", reason=reason)
+    return Outcome("wait", delivery_id, delay_s=delay_s, reason=reason)
+
+
+def _park(delivery_id: str, delay_s: float, reason: str, status: str = "parked") -> Outcome:
+    pipe = get_redis().pipeline(transaction=True)
+    records.update(delivery_id, pipe=pipe, status=status, reason=reason, due=repr(time.time() + delay_s))
+    pipe.zadd(K.parked(), {delivery_id: time.time() + delay_s})
+    pipe.execute()
+    return Outcome("park", delivery_id, delay_s=delay_s, reason=reason)
+
+
+def _send(
+    delivery_id: str,
+    rec: dict[str, str],
+    sub: subscriptions.Subscription,
+    body_raw: bytes,
+    breaker: Any,
+    settings: Settings,
+    now: float | None,
+) -> Outcome:
+    started = time.time()
+    number = int(rec.get("attempts") or 0) + 1
+    status: int | None = None
+    error_kind: str | None = None
+    error_msg: str | None = None
+    response_text: str | None = None
+    retry_after: float | None = None
+    try:
+        body, extra_headers = _build(sub, body_raw)
+        headers = {**extra_headers, **signing.signed_headers(sub.signing_secrets(), delivery_id, body, now=now)}
+        headers["content-type"] = "application/json"
+        resp = get_transport().send(OutgoingRequest(url=sub.url, body=body, headers=headers))
+        status = resp.status
+        response_text = resp.body[: settings.log_response_bytes].decode("utf-8", "replace")
+        retry_after = parse_retry_after(resp.headers.get("retry-after"), now=time.time())
+        verdict = classify(status)
+        if verdict is not Verdict.DELIVERED:
+            error_kind = f"http_{status}"
+            error_msg = f"endpoint answered {status}"
+    except DeliveryError as exc:
+        error_kind, error_msg = exc.kind, str(exc)
+        verdict = classify(None, exc.kind)
+    except ValidationError as exc:  # TransformError: the mapping or template failed on this event
+        error_kind, error_msg = "transform", f"mapping failed: {exc}"
+        verdict = Verdict.PERMANENT
+    except EncryptionError as exc:
+        error_kind, error_msg = "encryption", str(exc)
+        verdict = Verdict.PERMANENT
+    duration_ms = (time.time() - started) * 1000
+    records.log_attempt(records.Attempt(
+        delivery_id=delivery_id, subscription_id=sub.id, number=number, at=started,
+        duration_ms=round(duration_ms, 2), status=status, error=error_kind, verdict=verdict.name.lower(),
+        response=response_text,
+    ))
+    if error_kind not in ("url_refused", "transform", "encryption"):
+        breaker.record(sub.id, verdict is Verdict.DELIVERED)
+    log.info(
+        "delivery %s attempt %d to %s: %s in %.0f ms",
+        delivery_id, number, sub.id, status if status is not None else error_kind, duration_ms,
+    )
+    if verdict is Verdict.DELIVERED:
+        return _delivered(delivery_id, rec, status)
+    records.update(delivery_id, last_status=status, last_error=error_msg)
+    if verdict is Verdict.GONE:
+        subscriptions.disable(sub.account, sub.id, reason="endpoint answered 410 Gone", actor="webhooks")
+        return Outcome("dead", delivery_id, reason="gone", status=status, error=error_msg)
+    if verdict is Verdict.PERMANENT:
+        return Outcome("dead", delivery_id, reason=error_kind or "permanent", status=status, error=error_msg)
+    retries_done = int(rec.get("retries") or 0)
+    delay = next_delay(schedule_for(sub, settings), retries_done, verdict, retry_after_s=retry_after, rng=_rng)
+    if delay is None:
+        return Outcome("dead", delivery_id, reason="exhausted", status=status, error=error_msg)
+    get_redis().hincrby(K.delivery(delivery_id), "retries", 1)
+    if split_tier(delay, settings.max_countdown_s) == "park":
+        return _park(delivery_id, delay, error_msg or "retry")
+    records.update(delivery_id, status="retrying", due=repr(time.time() + delay))
+    return Outcome("retry", delivery_id, delay_s=delay, reason=error_kind, status=status, error=error_msg)
+
+
+def _delivered(delivery_id: str, rec: dict[str, str], status: int | None) -> Outcome:
+    from .deadletters import release_payload
+
+    pipe = get_redis().pipeline(transaction=True)
+    records.update(delivery_id, pipe=pipe, status="delivered", last_status=status, last_error=None, reason=None)
+    pipe.hincrby(f"wh:ledger:{rec['account']}", "delivered", 1)
+    pipe.execute()
+    release_payload(rec["evt"])
+    return Outcome("delivered", delivery_id, status=status)

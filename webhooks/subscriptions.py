@@ -1,0 +1,322 @@
+"""Subscriptions: an account's endpoints, stored in Redis, always read through the account.
+
+One Redis hash per account (``wh:subs:<account>``: id -> JSON) makes the producer's match
+one HGETALL, and makes tenant isolation structural: a subscription id from another
+account is simply not in this account's hash, so it is "not found".
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Iterable
+
+from . import audit, secretbox, signing
+from .connection import get_redis
+from .errors import NotFound, ValidationError
+from .ids import check_account, new_id
+from .keys import K
+from .settings import Settings, get_settings
+
+__all__ = [
+    "Subscription",
+    "create",
+    "get",
+    "list_subscriptions",
+    "update",
+    "disable",
+    "enable",
+    "delete",
+    "rotate_secret",
+    "MAX_GRACE_S",
+    "DEFAULT_GRACE_S",
+]
+
+DEFAULT_GRACE_S = 24 * 3600
+MAX_GRACE_S = 7 * 24 * 3600
+MAX_SUBSCRIPTIONS_PER_ACCOUNT = 1000
+_TYPE_PATTERN = re.compile(r"^(\*|[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*(\.\*)?)$")
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One endpoint of one account. ``secrets`` are stored (maybe sealed) forms; use
+    ``signing_secrets()`` for the plain, live ones."""
+
+    id: str
+    account: str
+    url: str
+    events: tuple[str, ...]
+    secret: str = field(repr=False)
+    previous_secrets: tuple[tuple[str, float], ...] = field(default=(), repr=False)
+    description: str = ""
+    enabled: bool = True
+    disabled_reason: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    transform: dict[str, Any] | None = None
+    retry_schedule: str | None = None
+    rate_limit_per_s: float | None = None
+
+    def wants(self, event_type: str) -> bool:
+        """True when this subscription's event patterns match ``event_type``."""
+        for pattern in self.events:
+            if pattern == "*" or pattern == event_type:
+                return True
+            if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
+                return True
+        return False
+
+    def signing_secrets(self, now: float | None = None, settings: Settings | None = None) -> list[str]:
+        """Plain secrets that sign now: the current one, plus rotated ones in their grace period."""
+        now = time.time() if now is None else now
+        key = (settings or get_settings()).encryption_key
+        live = [secretbox.unseal(self.secret, key)]
+        live += [secretbox.unseal(s, key) for s, until in self.previous_secrets if until > now]
+        return live
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["events"] = list(self.events)
+        d["previous_secrets"] = [list(p) for p in self.previous_secrets]
+        return json.dumps(d, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "Subscription":
+        d = json.loads(raw)
+        d["events"] = tuple(d["events"])
+        d["previous_secrets"] = tuple((s, float(u)) for s, u in d.get("previous_secrets", ()))
+        return cls(**d)
+
+    def public(self, *, reveal: bool = False, now: float | None = None) -> dict[str, Any]:
+        """A listing-safe dict: secrets hidden unless ``reveal`` (then the plain live ones)."""
+        now = time.time() if now is None else now
+        d = asdict(self)
+        d["events"] = list(self.events)
+        d.pop("previous_secrets")
+        d["secret"] = self.signing_secrets(now)[0] if reveal else "whsec_••••••••"
+        d["rotation_grace_until"] = max((u for _, u in self.previous_secrets if u > now), default=None)
+        if reveal:
+            d["previous_secrets"] = self.signing_secrets(now)[1:]
+        return d
+
+
+def _check_events(events: Iterable[str]) -> tuple[str, ...]:
+    from .events import is_known_type
+
+    if isinstance(events, str):
+        events = [events]
+    out = []
+    bad = []
+    for e in events:
+        if not isinstance(e, str) or not _TYPE_PATTERN.match(e):
+            bad.append(f"{e!r} is not an event type pattern")
+        elif "*" not in e and not is_known_type(e):
+            bad.append(f"{e!r} is not a known event type (see `webhooks events`)")
+        else:
+            out.append(e)
+    if bad:
+        raise ValidationError("events: " + "; ".join(bad), {"events": bad})
+    if not out:
+        raise ValidationError("events: at least one event type (or '*') is required", {"events": ["empty"]})
+    return tuple(dict.fromkeys(out))
+
+
+def _check_url(url: str, settings: Settings) -> str:
+    from .urlguard import check_url
+
+    if not isinstance(url, str):
+        raise ValidationError("url must be a string", {"url": ["not a string"]})
+    check_url(url, settings=settings)
+    return url
+
+
+def _check_transform(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not spec:
+        return None
+    from .transform import TransformSpec, compile_spec
+
+    ts = TransformSpec.from_dict(spec)
+    compile_spec(ts)
+    return ts.to_dict()
+
+
+def _check_schedule(text: str | None) -> str | None:
+    if not text:
+        return None
+    from .policy import RetrySchedule
+
+    return RetrySchedule.parse(text).to_text()
+
+
+def _check_rate(rate: float | None) -> float | None:
+    if rate is None:
+        return None
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        raise ValidationError("rate_limit_per_s must be a number", {"rate_limit_per_s": ["not a number"]}) from None
+    if not 0 < value <= 10_000:
+        raise ValidationError("rate_limit_per_s must be in (0, 10000]", {"rate_limit_per_s": ["out of range"]})
+    return value
+
+
+def _save(sub: Subscription, action: str, changes: dict[str, Any], actor: str | None) -> None:
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.hset(K.subs(sub.account), sub.id, sub.to_json())
+    pipe.sadd(K.accounts(), sub.account)
+    audit.record(sub.account, action, subscription_id=sub.id, changes=changes, actor=actor, pipe=pipe)
+    pipe.execute()
+
+
+def create(
+    account: str,
+    url: str,
+    events: Iterable[str] | str,
+    *,
+    secret: str | None = None,
+    description: str = "",
+    transform: dict[str, Any] | None = None,
+    retry_schedule: str | None = None,
+    rate_limit_per_s: float | None = None,
+    actor: str | None = None,
+) -> Subscription:
+    """Create a subscription. The URL is vetted by the URL guard (https, public address).
+
+    Raises ValidationError (naming the field), UrlRefused. Returns the subscription;
+    its secret is shown by ``public(reveal=True)`` (once, at creation, by the CLI).
+    """
+    settings = get_settings()
+    check_account(account)
+    if secret is not None:
+        signing.decode_secret(secret)
+    plain = secret or signing.generate_secret()
+    now = time.time()
+    if len(description) > 500:
+        raise ValidationError("description is over 500 characters", {"description": ["too long"]})
+    sub = Subscription(
+        id=new_id("sub"),
+        account=account,
+        url=_check_url(url, settings),
+        events=_check_events(events),
+        secret=secretbox.seal(plain, settings.encryption_key),
+        description=description,
+        created_at=now,
+        updated_at=now,
+        transform=_check_transform(transform),
+        retry_schedule=_check_schedule(retry_schedule),
+        rate_limit_per_s=_check_rate(rate_limit_per_s),
+    )
+    if get_redis().hlen(K.subs(account)) >= MAX_SUBSCRIPTIONS_PER_ACCOUNT:
+        raise ValidationError(
+            f"account {account} already has {MAX_SUBSCRIPTIONS_PER_ACCOUNT} subscriptions",
+            {"account": ["too many subscriptions"]},
+        )
+    _save(sub, "create", {"url": sub.url, "events": list(sub.events)}, actor)
+    return sub
+
+
+def get(account: str, subscription_id: str) -> Subscription:
+    """The subscription ``subscription_id`` of ``account``. Raises NotFound."""
+    check_account(account)
+    raw = get_redis().hget(K.subs(account), subscription_id)
+    if raw is None:
+        raise NotFound(f"no subscription {subscription_id} in account {account}")
+    return Subscription.from_json(raw)
+
+
+def list_subscriptions(account: str) -> list[Subscription]:
+    """Every subscription of ``account``, oldest first."""
+    check_account(account)
+    subs = [Subscription.from_json(v) for v in get_redis().hvals(K.subs(account))]
+    return sorted(subs, key=lambda s: s.created_at)
+
+
+_UPDATABLE = {"url", "events", "description", "transform", "retry_schedule", "rate_limit_per_s"}
+
+
+def update(account: str, subscription_id: str, *, actor: str | None = None, **changes: Any) -> Subscription:
+    """Change some of: url, events, description, transform, retry_schedule, rate_limit_per_s.
+
+    Every value is validated as at creation. Raises NotFound, ValidationError.
+    """
+    unknown = set(changes) - _UPDATABLE
+    if unknown:
+        raise ValidationError(f"cannot update {', '.join(sorted(unknown))}", {k: ["not updatable"] for k in unknown})
+    sub = get(account, subscription_id)
+    settings = get_settings()
+    checked: dict[str, Any] = {}
+    if "url" in changes:
+        checked["url"] = _check_url(changes["url"], settings)
+    if "events" in changes:
+        checked["events"] = _check_events(changes["events"])
+    if "description" in changes:
+        checked["description"] = str(changes["description"] or "")[:500]
+    if "transform" in changes:
+        checked["transform"] = _check_transform(changes["transform"])
+    if "retry_schedule" in changes:
+        checked["retry_schedule"] = _check_schedule(changes["retry_schedule"])
+    if "rate_limit_per_s" in changes:
+        checked["rate_limit_per_s"] = _check_rate(changes["rate_limit_per_s"])
+    new = replace(sub, updated_at=time.time(), **checked)
+    audited = {k: (list(v) if isinstance(v, tuple) else v) for k, v in checked.items()}
+    _save(new, "update", audited, actor)
+    return new
+
+
+def _set_enabled(account: str, subscription_id: str, enabled: bool, reason: str | None, actor: str | None) -> Subscription:
+    sub = get(account, subscription_id)
+    new = replace(sub, enabled=enabled, disabled_reason=None if enabled else (reason or "disabled by operator"), updated_at=time.time())
+    _save(new, "enable" if enabled else "disable", {"reason": new.disabled_reason} if not enabled else {}, actor)
+    return new
+
+
+def disable(account: str, subscription_id: str, *, reason: str | None = None, actor: str | None = None) -> Subscription:
+    """Stop delivering to this subscription (deliveries in flight are discarded with a reason)."""
+    return _set_enabled(account, subscription_id, False, reason, actor)
+
+
+def enable(account: str, subscription_id: str, *, actor: str | None = None) -> Subscription:
+    """Deliver to this subscription again."""
+    return _set_enabled(account, subscription_id, True, None, actor)
+
+
+def delete(account: str, subscription_id: str, *, actor: str | None = None) -> None:
+    """Delete the subscription. Raises NotFound."""
+    sub = get(account, subscription_id)
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.hdel(K.subs(account), sub.id)
+    audit.record(account, "delete", subscription_id=sub.id, changes={"url": sub.url}, actor=actor, pipe=pipe)
+    pipe.execute()
+
+
+def rotate_secret(
+    account: str,
+    subscription_id: str,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    new_secret: str | None = None,
+    actor: str | None = None,
+) -> Subscription:
+    """Replace the secret; the old one keeps signing for ``grace_s`` (at most 7 days),
+    so receivers can switch without losing a delivery. Raises ValidationError, NotFound."""
+    if not 0 <= grace_s <= MAX_GRACE_S:
+        raise ValidationError(
+            f"grace period must be between 0 and {MAX_GRACE_S} seconds (7 days)", {"grace_s": ["out of range"]}
+        )
+    if new_secret is not None:
+        signing.decode_secret(new_secret)
+    settings = get_settings()
+    sub = get(account, subscription_id)
+    now = time.time()
+    kept = tuple((s, u) for s, u in sub.previous_secrets if u > now)
+    previous = kept + ((sub.secret, now + grace_s),) if grace_s > 0 else kept
+    new = replace(
+        sub,
+        secret=secretbox.seal(new_secret or signing.generate_secret(), settings.encryption_key),
+        previous_secrets=previous,
+        updated_at=now,
+    )
+    _save(new, "rotate-secret", {"grace_s": grace_s}, actor)
+    return new
