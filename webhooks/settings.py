@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Callable, Mapping
 
 from .errors import ConfigurationError
+from .policy import check_countdown_fits
 
 __all__ = ["Settings", "get_settings", "reload_settings", "SETTINGS_DOC"]
 
@@ -106,16 +107,12 @@ class Settings:
             raise ConfigurationError("WEBHOOKS_RETRY_SCHEDULE: delays must be >= 0")
         if not 0 <= self.retry_jitter <= 1:
             raise ConfigurationError("WEBHOOKS_RETRY_JITTER must be between 0 and 1")
-        # A Celery countdown on Redis is held unacked in worker RAM; past the visibility
-        # timeout it is restored and runs twice. Keep the cap (plus jitter and the attempt
-        # itself) at most half of it.
-        worst = self.max_countdown_s * (1 + self.retry_jitter) + self.total_timeout_s
-        if worst > self.visibility_timeout_s / 2:
-            raise ConfigurationError(
-                f"WEBHOOKS_MAX_COUNTDOWN_S={self.max_countdown_s:g} with jitter {self.retry_jitter:g} "
-                f"could hold a retry {worst:g}s, more than half of "
-                f"WEBHOOKS_VISIBILITY_TIMEOUT_S={self.visibility_timeout_s:g}: it would run twice"
-            )
+        check_countdown_fits(
+            self.max_countdown_s,
+            self.retry_jitter,
+            self.visibility_timeout_s,
+            attempt_timeout_s=self.total_timeout_s,
+        )
         if self.endpoint_concurrency < 1:
             raise ConfigurationError("WEBHOOKS_ENDPOINT_CONCURRENCY must be at least 1")
         if self.log_response_bytes > self.max_response_bytes:
