@@ -20,13 +20,12 @@ from .settings import get_settings
 __all__ = ["record", "list_dead", "get", "replay", "purge", "ReplayResult"]
 
 _RECORD_LUA = """
--- KEYS: dead hash, dead index, delivery record, ledger;  ARGV: delivery id, entry json, now, ttl
+-- KEYS: dead hash, dead index, delivery record;  ARGV: delivery id, entry json, now, ttl
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('HSET', KEYS[3], 'status', 'dead', 'updated', ARGV[3])
-redis.call('HINCRBY', KEYS[4], 'dead', 1)
+redis.call('HSET', KEYS[3], 'status', 'dead', 'updated', ARGV[3], 'reason', ARGV[5])
 return 1
 """
 
@@ -57,15 +56,15 @@ def record(delivery_id: str, reason: str, *, error: str | None = None, status: i
     account = rec["account"]
     wrote = r.eval(
         _RECORD_LUA,
-        4,
+        3,
         K.dead(account),
         K.dead_index(account),
         K.delivery(delivery_id),
-        f"wh:ledger:{account}",
         delivery_id,
         json.dumps(entry),
         repr(now),
         get_settings().dead_letter_retention_s,
+        reason,
     )
     return bool(wrote)
 
@@ -159,8 +158,6 @@ def replay(
         pipe.lpush(RETRIES_QUEUE, task_message(DELIVER_TASK, [did], RETRIES_QUEUE))
         pipe.hdel(K.dead(account), did)
         pipe.zrem(K.dead_index(account), did)
-        pipe.hincrby(f"wh:ledger:{account}", "dead", -1)
-        pipe.hincrby(f"wh:ledger:{account}", "replayed", 1)
         pipe.execute()
         result["replayed"].append(did)
         if progress is not None:
@@ -178,8 +175,7 @@ def purge(account: str, ids: Iterable[str] | None = None, *, all_: bool = False,
         pipe = r.pipeline(transaction=True)
         pipe.hdel(K.dead(account), e["delivery_id"])
         pipe.zrem(K.dead_index(account), e["delivery_id"])
-        pipe.hincrby(f"wh:ledger:{account}", "dead", -1)
-        pipe.hincrby(f"wh:ledger:{account}", "purged", 1)
+        pipe.hset(K.delivery(e["delivery_id"]), mapping={"status": "discarded", "reason": "dead letter purged"})
         pipe.execute()
         release_payload(e["event_id"])
     if chosen:

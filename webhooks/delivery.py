@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import records, signing, subscriptions
+from . import health, records, signing, stats, subscriptions
 from .connection import get_redis
 from .errors import DeliveryError, EncryptionError, NotFound, ValidationError
 from .keys import K
@@ -79,7 +79,6 @@ def _discard(delivery_id: str, rec: dict[str, str], reason: str) -> Outcome:
 
     pipe = get_redis().pipeline(transaction=True)
     records.update(delivery_id, pipe=pipe, status="discarded", reason=reason)
-    pipe.hincrby(f"wh:ledger:{rec['account']}", "discarded", 1)
     pipe.execute()
     release_payload(rec["evt"])
     log.info("delivery %s discarded: %s", delivery_id, reason)
@@ -121,12 +120,8 @@ def attempt(delivery_id: str, *, now: float | None = None) -> Outcome:
         return _discard(delivery_id, rec, "event payload expired")
 
     endpoint = sub.id
-    breaker = CircuitBreaker(r)
-    allowed, wait_s = breaker.allow(endpoint)
-    if not allowed:
-        return _wait(delivery_id, max(wait_s, 1.0), "circuit open", settings)
     if sub.rate_limit_per_s:
-        wait_s = RateLimiter(r).reserve(endpoint, sub.rate_limit_per_s)
+        wait_s = RateLimiter(r).reserve(endpoint, sub.rate_limit_per_s, holder=delivery_id)
         if wait_s > 0:
             return _wait(delivery_id, wait_s, "rate limited", settings)
     slots = EndpointSlots(r)
@@ -134,6 +129,11 @@ def attempt(delivery_id: str, *, now: float | None = None) -> Outcome:
     if not slots.acquire(endpoint, delivery_id, settings.endpoint_concurrency, lease_s):
         return _wait(delivery_id, 0.5 + _rng.random(), "endpoint busy", settings)
     try:
+        # Asked last: a half-open breaker hands its one probe to a delivery that can go now.
+        breaker = CircuitBreaker(r)
+        allowed, wait_s = breaker.allow(endpoint)
+        if not allowed:
+            return _wait(delivery_id, max(wait_s, 1.0), "circuit open", settings)
         return _send(delivery_id, rec, sub, body_raw, breaker, settings, now)
     finally:
         slots.release(endpoint, delivery_id)
@@ -197,8 +197,10 @@ def _send(
         duration_ms=round(duration_ms, 2), status=status, error=error_kind, verdict=verdict.name.lower(),
         response=response_text,
     ))
+    ok = verdict is Verdict.DELIVERED
+    stats.record(sub.id, ok, duration_ms, error_kind)
     if error_kind not in ("url_refused", "transform", "encryption"):
-        breaker.record(sub.id, verdict is Verdict.DELIVERED)
+        health.after_attempt(sub, ok, breaker.record(sub.id, ok), error_msg, settings)
     log.info(
         "delivery %s attempt %d to %s: %s in %.0f ms",
         delivery_id, number, sub.id, status if status is not None else error_kind, duration_ms,
@@ -222,12 +224,23 @@ def _send(
     return Outcome("retry", delivery_id, delay_s=delay, reason=error_kind, status=status, error=error_msg)
 
 
+_DELIVERED_LUA = """
+-- KEYS: delivery record; ARGV: status code, now. A second success of the same delivery
+-- (at-least-once: a message re-delivered after a lost ack) is counted, not re-ended.
+if redis.call('HGET', KEYS[1], 'status') == 'delivered' then
+  redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', 'delivered', 'last_status', ARGV[1], 'last_error', '', 'reason', '',
+           'updated', ARGV[2], 'delivered_at', ARGV[2])
+return 1
+"""
+
+
 def _delivered(delivery_id: str, rec: dict[str, str], status: int | None) -> Outcome:
     from .deadletters import release_payload
 
-    pipe = get_redis().pipeline(transaction=True)
-    records.update(delivery_id, pipe=pipe, status="delivered", last_status=status, last_error=None, reason=None)
-    pipe.hincrby(f"wh:ledger:{rec['account']}", "delivered", 1)
-    pipe.execute()
-    release_payload(rec["evt"])
+    first = get_redis().eval(_DELIVERED_LUA, 1, K.delivery(delivery_id), str(status), repr(time.time()))
+    if first:
+        release_payload(rec["evt"])
     return Outcome("delivered", delivery_id, status=status)

@@ -41,7 +41,6 @@ while i <= #ARGV do
   redis.call('LPUSH', KEYS[5], ARGV[i + 2])
   i = i + 3
 end
-redis.call('HINCRBY', 'wh:ledger:' .. ARGV[4], 'enqueued', ARGV[3])
 return tonumber(ARGV[3])
 """
 
@@ -151,7 +150,14 @@ def publish(account: str, event_type: str, data: Any, *, event_id: str | None = 
     check_account(account)
     envelope = events.build_envelope(event_type, data, event_id=event_id)
     body = events.serialize(envelope)
-    events.check_size(body, get_settings().max_payload_bytes)
+    settings = get_settings()
+    events.check_size(body, settings.max_payload_bytes)
+    if settings.outbox_path:
+        from . import outboxing
+
+        behind = outboxing.spool_if_backlog(account, envelope)
+        if behind is not None:
+            return behind
     try:
         return enqueue_envelope(account, envelope, body)
     except redis.RedisError as exc:

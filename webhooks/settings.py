@@ -39,6 +39,9 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_EGRESS_PROXY": ("", "Explicit egress proxy URL for deliveries; proxy environment variables are ignored."),
     "WEBHOOKS_ENCRYPTION_KEY": ("", "Fernet key: when set, subscription secrets are encrypted at rest."),
     "WEBHOOKS_ENDPOINT_CONCURRENCY": ("4", "Deliveries in flight at most per endpoint (subscription URL)."),
+    "WEBHOOKS_DISABLE_AFTER_S": ("432000", "Disable a subscription whose endpoint has failed continuously this long (5 days)."),
+    "WEBHOOKS_OPS_URL": ("", "Operator's URL that receives endpoint.failing / endpoint.recovered / endpoint.disabled webhooks."),
+    "WEBHOOKS_OPS_SECRET": ("", "whsec_ secret signing those operational webhooks."),
     "WEBHOOKS_OUTBOX": ("", "Path of the producer outbox (SQLite spool publish() writes to when Redis cannot be reached); empty = off."),
     "WEBHOOKS_OUTBOX_MAX_EVENTS": ("100000", "Events the outbox holds at most; past that publish() raises PublishError."),
 }
@@ -89,6 +92,9 @@ class Settings:
     egress_proxy: str | None = None
     encryption_key: str | None = field(default=None, repr=False)
     endpoint_concurrency: int = 4
+    disable_after_s: float = 432000.0
+    ops_url: str | None = None
+    ops_secret: str | None = field(default=None, repr=False)
     outbox_path: str | None = None
     outbox_max_events: int = 100000
 
@@ -159,6 +165,9 @@ class Settings:
             egress_proxy=get("WEBHOOKS_EGRESS_PROXY") or None,
             encryption_key=get("WEBHOOKS_ENCRYPTION_KEY") or None,
             endpoint_concurrency=conv("WEBHOOKS_ENDPOINT_CONCURRENCY", int),  # type: ignore[arg-type]
+            disable_after_s=conv("WEBHOOKS_DISABLE_AFTER_S", float),  # type: ignore[arg-type]
+            ops_url=get("WEBHOOKS_OPS_URL") or None,
+            ops_secret=get("WEBHOOKS_OPS_SECRET") or None,
             outbox_path=get("WEBHOOKS_OUTBOX") or None,
             outbox_max_events=conv("WEBHOOKS_OUTBOX_MAX_EVENTS", int),  # type: ignore[arg-type]
         )

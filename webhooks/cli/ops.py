@@ -1,0 +1,107 @@
+"""``webhooks status``, ``webhooks audit``, ``webhooks outbox``."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from .. import audit as audit_log
+from .. import deadletters, ledger, stats
+from .. import subscriptions as store
+from .common import account_option, cli, emit, fmt_time, json_option, parse_since
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.1f}%"
+
+
+@cli.command("status")
+@account_option
+@click.option("--ledger", "show_ledger", is_flag=True, help="Show the delivery ledger (delivered/dead/discarded/pending).")
+@click.option("--since", default="24h", show_default=True, help="Ledger window start (ISO-8601, unix, or a duration ago).")
+@json_option
+def status_cmd(account: str, show_ledger: bool, since: str, as_json: bool) -> None:
+    """Per-subscription health: success rate (1 h, 1 d), p50/p95 latency, last error, breaker, queued, dead letters."""
+    from ..breaker import CircuitBreaker
+    from ..connection import get_redis
+
+    breaker = CircuitBreaker(get_redis())
+    led = ledger.counts(account, since=parse_since(since))
+    dead = deadletters.list_dead(account, limit=None)
+    rows = []
+    for sub in store.list_subscriptions(account):
+        s = stats.summary(sub.id)
+        b = breaker.state(sub.id)
+        counts = led["subscriptions"].get(sub.id, {})
+        rows.append({
+            "id": sub.id, "url": sub.url, "enabled": sub.enabled, "disabled_reason": sub.disabled_reason,
+            "success_1h": s["hour"]["rate"], "success_1d": s["day"]["rate"], "p50_ms": s["p50_ms"], "p95_ms": s["p95_ms"],
+            "last_error": s["last_error"], "breaker": b.get("state"), "queued": counts.get("pending", 0),
+            "dead_letters": sum(1 for d in dead if d["subscription_id"] == sub.id),
+        })
+    if as_json:
+        out = {"subscriptions": rows}
+        if show_ledger:
+            out["ledger"] = led
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    table = [{**r, "success_1h": _pct(r["success_1h"]), "success_1d": _pct(r["success_1d"]),
+              "p50_ms": "-" if r["p50_ms"] is None else f"{r['p50_ms']:.0f}",
+              "p95_ms": "-" if r["p95_ms"] is None else f"{r['p95_ms']:.0f}",
+              "enabled": "yes" if r["enabled"] else f"no ({r['disabled_reason']})",
+              "last_error": "-" if not r["last_error"] else f"{r['last_error']['error']} at {fmt_time(r['last_error']['at'])}"}
+             for r in rows]
+    emit(table, [("id", "SUBSCRIPTION"), ("enabled", "ENABLED"), ("success_1h", "OK 1H"), ("success_1d", "OK 1D"),
+                 ("p50_ms", "P50 MS"), ("p95_ms", "P95 MS"), ("breaker", "BREAKER"), ("queued", "QUEUED"),
+                 ("dead_letters", "DEAD"), ("last_error", "LAST ERROR")], False)
+    if show_ledger:
+        click.echo("")
+        click.echo(f"ledger since {fmt_time(parse_since(since))}:")
+        lrows = [{"id": sid, **c} for sid, c in led["subscriptions"].items()] + [{"id": "TOTAL", **led["total"]}]
+        emit(lrows, [("id", "SUBSCRIPTION"), ("enqueued", "ENQUEUED"), ("delivered", "DELIVERED"), ("dead", "DEAD"),
+                     ("discarded", "DISCARDED"), ("pending", "PENDING"), ("duplicates", "DUPLICATES")], False)
+
+
+@cli.command("audit")
+@account_option
+@click.option("--limit", default=50, show_default=True)
+@json_option
+def audit_cmd(account: str, limit: int, as_json: bool) -> None:
+    """Administrative changes in the account, newest first."""
+    rows = audit_log.entries(account, limit)
+    if not as_json:
+        for r in rows:
+            r["at"] = fmt_time(r["at"])
+            r["changes"] = json.dumps(r["changes"])
+    emit(rows, [("at", "AT"), ("action", "ACTION"), ("subscription_id", "SUBSCRIPTION"), ("actor", "ACTOR"), ("changes", "CHANGES")], as_json)
+
+
+@cli.group("outbox")
+def outbox_group() -> None:
+    """The producer outbox (WEBHOOKS_OUTBOX): events spooled while Redis was unreachable."""
+
+
+@outbox_group.command("status")
+@json_option
+def outbox_status(as_json: bool) -> None:
+    """How many events wait in the spool."""
+    from ..outboxing import get_outbox
+
+    ob = get_outbox()
+    if ob is None:
+        raise click.UsageError("the outbox is off: set WEBHOOKS_OUTBOX to its file")
+    n = ob.pending()
+    click.echo(json.dumps({"pending": n}) if as_json else f"{n} events spooled")
+
+
+@outbox_group.command("flush")
+def outbox_flush() -> None:
+    """Re-publish the spooled events now, in order."""
+    from ..outboxing import flush_now
+
+    res = flush_now()
+    if res is None:
+        raise click.UsageError("the outbox is off: set WEBHOOKS_OUTBOX to its file")
+    click.echo(f"sent {res.sent}, remaining {res.remaining}" + (f" (stopped: {res.error})" if res.error else ""))
+    if res.error:
+        raise click.exceptions.Exit(1)

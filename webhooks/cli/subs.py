@@ -1,0 +1,268 @@
+"""``webhooks subscriptions …``, ``webhooks send-test``, ``webhooks events``, ``webhooks keygen``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import subscriptions as store
+from .common import account_option, actor_option, cli, emit, fmt_time, json_option, parse_duration
+
+_COLUMNS = [("id", "ID"), ("url", "URL"), ("events", "EVENTS"), ("enabled", "ENABLED"), ("description", "DESCRIPTION")]
+
+
+def _json_arg(text: str | None, name: str) -> Any:
+    if text is None:
+        return None
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", param_hint=name) from None
+
+
+def _headers(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    out = {}
+    for p in pairs:
+        if ":" not in p:
+            raise click.BadParameter(f"{p!r} is not NAME:VALUE", param_hint="--header")
+        k, v = p.split(":", 1)
+        out[k.strip()] = v.strip()
+    return out or None
+
+
+def _transform(filter_: str | None, mapping: str | None, template: str | None, text: str | None, header: tuple[str, ...]) -> dict[str, Any] | None:
+    spec = {"filter": filter_, "mapping": _json_arg(mapping, "--mapping"), "template": template, "text": text, "headers": _headers(header)}
+    spec = {k: v for k, v in spec.items() if v not in (None, {}, "")}
+    return spec or None
+
+
+def _transform_options(f: Any) -> Any:
+    for opt in reversed([
+        click.option("--filter", "filter_", help="JMESPath condition on the event; only events where it is true are sent (see docs/transforms.md)."),
+        click.option("--mapping", help="Field mapping spec as JSON, or @file.json."),
+        click.option("--template", type=click.Choice(["slack", "teams", "discord", "text"]), help="Send a chat message instead of the event."),
+        click.option("--text", help="Message template text with {placeholders} (with --template)."),
+        click.option("--header", multiple=True, help="Extra static header NAME:VALUE (not secret-bearing); repeatable."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _show(sub: store.Subscription, as_json: bool, reveal: bool = False) -> None:
+    d = sub.public(reveal=reveal)
+    if as_json:
+        click.echo(json.dumps(d, indent=2, default=str))
+        return
+    for key in ("id", "account", "url", "events", "enabled", "disabled_reason", "description", "secret",
+                "previous_secrets", "rotation_grace_until", "transform", "retry_schedule", "rate_limit_per_s",
+                "created_at", "updated_at"):
+        if key not in d:
+            continue
+        v = d[key]
+        if key in ("created_at", "updated_at", "rotation_grace_until"):
+            v = fmt_time(v)
+        elif isinstance(v, (list, dict)):
+            v = json.dumps(v)
+        click.echo(f"{key + ':':22} {'-' if v in (None, '') else v}")
+
+
+@cli.group("subscriptions")
+def subscriptions_group() -> None:
+    """Create, list, show, update, disable, enable, delete, rotate-secret, preview."""
+
+
+@subscriptions_group.command("create")
+@account_option
+@click.option("--url", required=True, help="HTTPS endpoint URL.")
+@click.option("--event", "events", multiple=True, required=True, help="Event type, 'prefix.*' or '*'; repeatable.")
+@click.option("--secret", default=None, help="Use this whsec_ secret instead of generating one.")
+@click.option("--description", default="", help="Free text shown in listings.")
+@_transform_options
+@click.option("--retry-schedule", default=None, help="Own retry delays, e.g. '0,5s,5m,1h'.")
+@click.option("--rate-limit", type=float, default=None, help="At most this many deliveries per second.")
+@actor_option
+@json_option
+def create_cmd(account: str, url: str, events: tuple[str, ...], secret: str | None, description: str, filter_: str | None,
+               mapping: str | None, template: str | None, text: str | None, header: tuple[str, ...], retry_schedule: str | None,
+               rate_limit: float | None, actor: str | None, as_json: bool) -> None:
+    """Create a subscription; prints its secret once."""
+    sub = store.create(account, url, list(events), secret=secret, description=description,
+                       transform=_transform(filter_, mapping, template, text, header),
+                       retry_schedule=retry_schedule, rate_limit_per_s=rate_limit, actor=actor)
+    _show(sub, as_json, reveal=True)
+    if not as_json:
+        click.echo("Keep the secret now: it is shown again only with `subscriptions show --reveal`.", err=True)
+
+
+@subscriptions_group.command("list")
+@account_option
+@json_option
+def list_cmd(account: str, as_json: bool) -> None:
+    """List the account's subscriptions (secrets hidden)."""
+    rows = [s.public() for s in store.list_subscriptions(account)]
+    for r in rows:
+        r["events"] = ",".join(r["events"]) if not as_json else r["events"]
+    emit(rows, _COLUMNS, as_json)
+
+
+@subscriptions_group.command("show")
+@account_option
+@click.argument("subscription_id")
+@click.option("--reveal", is_flag=True, help="Also print the secret(s).")
+@json_option
+def show_cmd(account: str, subscription_id: str, reveal: bool, as_json: bool) -> None:
+    """Show one subscription."""
+    _show(store.get(account, subscription_id), as_json, reveal=reveal)
+
+
+@subscriptions_group.command("update")
+@account_option
+@click.argument("subscription_id")
+@click.option("--url", default=None)
+@click.option("--event", "events", multiple=True, help="Replace the event types; repeatable.")
+@click.option("--description", default=None)
+@_transform_options
+@click.option("--clear-transform", is_flag=True, help="Remove filter, mapping, template and headers.")
+@click.option("--retry-schedule", default=None)
+@click.option("--rate-limit", type=float, default=None)
+@actor_option
+@json_option
+def update_cmd(account: str, subscription_id: str, url: str | None, events: tuple[str, ...], description: str | None,
+               filter_: str | None, mapping: str | None, template: str | None, text: str | None, header: tuple[str, ...],
+               clear_transform: bool, retry_schedule: str | None, rate_limit: float | None, actor: str | None, as_json: bool) -> None:
+    """Change a subscription; only the given options change."""
+    changes: dict[str, Any] = {}
+    if url is not None:
+        changes["url"] = url
+    if events:
+        changes["events"] = list(events)
+    if description is not None:
+        changes["description"] = description
+    t = _transform(filter_, mapping, template, text, header)
+    if clear_transform:
+        changes["transform"] = None
+    elif t is not None:
+        current = store.get(account, subscription_id).transform or {}
+        changes["transform"] = {**current, **t}
+    if retry_schedule is not None:
+        changes["retry_schedule"] = retry_schedule
+    if rate_limit is not None:
+        changes["rate_limit_per_s"] = rate_limit
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option")
+    _show(store.update(account, subscription_id, actor=actor, **changes), as_json)
+
+
+@subscriptions_group.command("disable")
+@account_option
+@click.argument("subscription_id")
+@click.option("--reason", default=None)
+@actor_option
+def disable_cmd(account: str, subscription_id: str, reason: str | None, actor: str | None) -> None:
+    """Stop delivering to a subscription."""
+    store.disable(account, subscription_id, reason=reason, actor=actor)
+    click.echo(f"{subscription_id} disabled")
+
+
+@subscriptions_group.command("enable")
+@account_option
+@click.argument("subscription_id")
+@click.option("--recover", "recover_since", default=None, metavar="TIME",
+              help="Also replay its dead letters since TIME (e.g. 24h, ISO-8601).")
+@actor_option
+def enable_cmd(account: str, subscription_id: str, recover_since: str | None, actor: str | None) -> None:
+    """Deliver to a subscription again (optionally recovering what failed meanwhile)."""
+    from .. import deadletters
+    from .common import parse_since
+
+    store.enable(account, subscription_id, actor=actor)
+    click.echo(f"{subscription_id} enabled")
+    if recover_since is not None:
+        res = deadletters.replay(account, subscription_id=subscription_id, since=parse_since(recover_since), actor=actor)
+        click.echo(f"recovered: {len(res['replayed'])} re-sent, {len(res['skipped'])} skipped")
+
+
+@subscriptions_group.command("delete")
+@account_option
+@click.argument("subscription_id")
+@actor_option
+def delete_cmd(account: str, subscription_id: str, actor: str | None) -> None:
+    """Delete a subscription (pending deliveries are discarded)."""
+    store.delete(account, subscription_id, actor=actor)
+    click.echo(f"{subscription_id} deleted")
+
+
+@subscriptions_group.command("rotate-secret")
+@account_option
+@click.argument("subscription_id")
+@click.option("--grace", default="24h", show_default=True, help="How long the old secret keeps signing (at most 7d).")
+@actor_option
+@json_option
+def rotate_cmd(account: str, subscription_id: str, grace: str, actor: str | None, as_json: bool) -> None:
+    """Replace the secret; both sign during the grace period. Prints the new secret once."""
+    sub = store.rotate_secret(account, subscription_id, grace_s=parse_duration(grace), actor=actor)
+    _show(sub, as_json, reveal=True)
+
+
+@subscriptions_group.command("preview")
+@account_option
+@click.argument("subscription_id")
+@click.option("--event", "event_file", type=click.Path(exists=True, dir_okay=False), help="JSON file: an envelope or {type, data}.")
+@click.option("--sample", "sample_type", default=None, help="Use the sample event of this type.")
+def preview_cmd(account: str, subscription_id: str, event_file: str | None, sample_type: str | None) -> None:
+    """Show whether an event passes the filter and the exact body and headers that would be sent (nothing is sent)."""
+    from ..preview import preview
+
+    if bool(event_file) == bool(sample_type):
+        raise click.UsageError("give exactly one of --event FILE or --sample TYPE")
+    raw = json.loads(Path(event_file).read_text()) if event_file else None
+    result = preview(store.get(account, subscription_id), raw_event=raw, sample_type=sample_type)
+    click.echo(f"passes filter: {'yes' if result['accepted'] else 'no'}")
+    if result["accepted"]:
+        click.echo("headers:")
+        for k, v in result["headers"].items():
+            click.echo(f"  {k}: {v}")
+        click.echo("body:")
+        click.echo(result["body"])
+
+
+@cli.command("send-test")
+@account_option
+@click.argument("subscription_id")
+@json_option
+def send_test_cmd(account: str, subscription_id: str, as_json: bool) -> None:
+    """Send a webhook.test event to one subscription now, through the real delivery path; print the outcome."""
+    from ..preview import send_test
+
+    result = send_test(store.get(account, subscription_id))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    elif result["ok"]:
+        click.echo(f"delivered: HTTP {result['status']} in {result['duration_ms']:.0f} ms (webhook-id {result['delivery_id']})")
+    else:
+        what = f"HTTP {result['status']}" if result.get("status") else result.get("error")
+        click.echo(f"failed: {what} in {result['duration_ms']:.0f} ms (webhook-id {result['delivery_id']})")
+    if not result["ok"]:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command("events")
+@json_option
+def events_cmd(as_json: bool) -> None:
+    """List the event types of the catalogue."""
+    from ..events import EVENT_TYPES
+
+    types = list(EVENT_TYPES) + ["custom.<name>"]
+    click.echo(json.dumps(types) if as_json else "\n".join(types))
+
+
+@cli.command("keygen")
+def keygen_cmd() -> None:
+    """Print a new key for WEBHOOKS_ENCRYPTION_KEY."""
+    from ..secretbox import new_key
+
+    click.echo(new_key())

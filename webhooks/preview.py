@@ -1,0 +1,88 @@
+"""What a subscription would be sent (preview), and a one-shot test delivery (send-test)."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import events, records, signing
+from .connection import get_redis
+from .errors import DeliveryError, ValidationError
+from .ids import new_id
+from .keys import K
+from .subscriptions import Subscription
+
+__all__ = ["preview", "send_test"]
+
+
+def _envelope(raw_event: dict[str, Any] | None, sample_type: str | None) -> dict[str, Any]:
+    if sample_type is not None:
+        return events.build_envelope(sample_type, events.sample(sample_type))
+    if not isinstance(raw_event, dict) or "type" not in raw_event or "data" not in raw_event:
+        raise ValidationError("the event file must be a JSON object with 'type' and 'data'", {"event": ["missing type or data"]})
+    return events.build_envelope(raw_event["type"], raw_event["data"], event_id=raw_event.get("id"))
+
+
+def _body_and_headers(sub: Subscription, envelope: dict[str, Any]) -> tuple[bool, bytes, dict[str, str]]:
+    from .producer import _transform_for
+
+    t = _transform_for(sub)
+    if t is not None and not t.accepts(envelope):
+        return False, b"", {}
+    body = events.serialize(envelope) if t is None else t.body(envelope)
+    extra = {} if t is None else dict(t.headers())
+    return True, body, extra
+
+
+def preview(sub: Subscription, *, raw_event: dict[str, Any] | None = None, sample_type: str | None = None) -> dict[str, Any]:
+    """Whether the event passes ``sub``'s filter, and the exact body and headers it would get.
+
+    The signature shown is real (made with the live secrets at this second); nothing is sent.
+    """
+    envelope = _envelope(raw_event, sample_type)
+    accepted, body, extra = _body_and_headers(sub, envelope)
+    if not accepted:
+        return {"accepted": False, "body": None, "headers": {}}
+    headers = {**extra, **signing.signed_headers(sub.signing_secrets(), "msg_preview", body), "content-type": "application/json"}
+    return {"accepted": True, "body": body.decode("utf-8"), "headers": headers}
+
+
+def send_test(sub: Subscription) -> dict[str, Any]:
+    """Send one ``webhook.test`` event to ``sub`` now, through the same mapping, signing,
+    URL guard and transport as a real delivery; log the attempt; no retries.
+    Returns {"ok", "status", "error", "duration_ms", "delivery_id"}."""
+    from .delivery import get_transport
+    from .transport import OutgoingRequest
+
+    envelope = events.build_envelope("webhook.test", {"message": f"Test delivery to {sub.id}"})
+    # The filter is not applied (a test must reach the endpoint); the mapping is.
+    from .producer import _transform_for
+
+    t = _transform_for(sub)
+    body = events.serialize(envelope) if t is None else t.body(envelope)
+    extra = {} if t is None else dict(t.headers())
+    did = new_id("msg")
+    now = time.time()
+    get_redis().hset(K.delivery(did), mapping={
+        "account": sub.account, "sub": sub.id, "evt": envelope["id"], "type": "webhook.test",
+        "status": "pending", "created": repr(now), "updated": repr(now), "retries": 0, "attempts": 0,
+    })
+    get_redis().expire(K.delivery(did), 86400)
+    get_redis().zadd(K.deliveries(sub.account), {did: now})
+    status: int | None = None
+    error: str | None = None
+    started = time.time()
+    try:
+        headers = {**extra, **signing.signed_headers(sub.signing_secrets(), did, body), "content-type": "application/json"}
+        resp = get_transport().send(OutgoingRequest(url=sub.url, body=body, headers=headers))
+        status = resp.status
+        ok = 200 <= status < 300
+        if not ok:
+            error = f"endpoint answered {status}"
+    except DeliveryError as exc:
+        ok, error = False, f"{exc.kind}: {exc}"
+    duration_ms = (time.time() - started) * 1000
+    records.log_attempt(records.Attempt(did, sub.id, 1, started, round(duration_ms, 2), status,
+                                        None if ok else (f"http_{status}" if status else error), "delivered" if ok else "failed"))
+    records.update(did, status="delivered" if ok else "discarded", last_status=status,
+                   reason=None if ok else "send-test is not retried", last_error=error)
+    return {"ok": ok, "status": status, "error": error, "duration_ms": round(duration_ms, 1), "delivery_id": did}

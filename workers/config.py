@@ -1,0 +1,67 @@
+"""Every Celery/kombu knob we depend on, set explicitly, each with the reason (REFERENCE.md)."""
+from __future__ import annotations
+
+from typing import Any
+
+from webhooks.enqueue import DELIVERIES_QUEUE, RETRIES_QUEUE
+from webhooks.settings import Settings
+
+__all__ = ["celery_config"]
+
+
+def celery_config(s: Settings) -> dict[str, Any]:
+    """The Celery configuration for settings ``s``."""
+    transport_options = {
+        # An unacked message is handed out again after this; every process must agree.
+        "visibility_timeout": s.visibility_timeout_s,
+        # kombu's defaults are None: a dead Redis would block a producer for minutes.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "max_retries": 3,
+        # Retries (Celery countdowns) go out through the same Redis; keep heartbeats on.
+        "health_check_interval": 25,
+    }
+    return {
+        "broker_url": s.redis_url,
+        "broker_transport_options": transport_options,
+        # Keep reconnecting after a Redis restart instead of exiting the worker.
+        "broker_connection_retry": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        # No result backend: outcomes live in our own delivery records and attempt log.
+        "result_backend": None,
+        "task_ignore_result": True,
+        # JSON only: the messages carry ids, never pickles.
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # At-least-once: ack after the attempt, one message at a time per slot.
+        "task_acks_late": True,
+        "worker_prefetch_multiplier": 1,
+        # A lost pool child: retry the delivery rather than fail it (prefork only).
+        "task_retry_on_worker_lost": True,
+        # ... and do not also requeue it (that would make two copies).
+        "task_reject_on_worker_lost": False,
+        # Fresh deliveries and retries in separate queues: retries never stand in front.
+        "task_default_queue": DELIVERIES_QUEUE,
+        "task_routes": {"webhooks.deliver": {"queue": DELIVERIES_QUEUE}},
+        "task_create_missing_queues": True,
+        # Flower shows args: ours are ids; cap the repr anyway.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
+        # Countdown (ETA) retries are held in worker RAM: cap them so fresh work is not starved.
+        "worker_eta_task_limit": 1000,
+        # On SIGTERM: stop taking work and give in-flight deliveries time to finish
+        # (a delivery's total deadline plus margin) before the cold shutdown requeues them.
+        "worker_soft_shutdown_timeout": s.total_timeout_s + 5,
+        "worker_enable_soft_shutdown_on_idle": True,
+        # Operators watch the worker in Flower; events cost ~20 % throughput, so opt-in with -E.
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": {
+            "move-due-retries": {"task": "webhooks.move_due", "schedule": 1.0},
+        },
+    }

@@ -1,0 +1,98 @@
+"""Thin tasks: ids in, Outcome out, translated to Celery's return / retry / failure."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.signals import task_failure
+
+from webhooks import deadletters, delivery, mover
+from webhooks.enqueue import RETRIES_QUEUE
+from webhooks.errors import PermanentDeliveryError, TransientDeliveryError
+
+from . import app
+
+log = logging.getLogger("webhooks.tasks")
+
+
+class DeliveryTask(Task):  # type: ignore[misc]
+    """A task whose autoretry countdown comes from our retry policy.
+
+    ``autoretry_for`` catches TransientDeliveryError; the error carries the delay our
+    schedule chose (jitter that only adds, Retry-After honoured), which replaces
+    Celery's exponential countdown. Retries go to their own queue.
+    """
+
+    autoretry_for = (TransientDeliveryError,)
+    retry_backoff = True
+    # Our schedule decides when to give up (policy.next_delay -> None -> dead letter).
+    max_retries = None
+    acks_late = True
+    typing = False
+
+    def retry(self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None, throw: bool = True,
+              eta: Any = None, countdown: float | None = None, max_retries: int | None = None, **options: Any) -> Any:
+        if isinstance(exc, TransientDeliveryError) and exc.retry_after_s is not None:
+            countdown = exc.retry_after_s
+        options.setdefault("queue", RETRIES_QUEUE)
+        return super().retry(args=args, kwargs=kwargs, exc=exc, throw=throw, eta=eta,
+                             countdown=countdown, max_retries=max_retries, **options)
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        _dead_letter(exc, args)
+
+
+def _dead_letter(exc: BaseException | None, args: Any) -> None:
+    if not args:
+        return
+    reason = getattr(exc, "kind", None) or type(exc).__name__
+    status = getattr(exc, "status", None)
+    try:
+        deadletters.record(str(args[0]), reason, error=str(exc) if exc else None, status=status)
+    except Exception:  # never let the bookkeeping of one failure raise another
+        log.exception("could not dead-letter delivery %s", args[0])
+
+
+@task_failure.connect
+def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,
+                     args: Any = None, **_: Any) -> None:
+    # A killed pool child never runs on_failure; this signal still fires. Idempotent.
+    if getattr(sender, "name", None) == "webhooks.deliver":
+        _dead_letter(exception, args)
+
+
+@app.task(name="webhooks.deliver", base=DeliveryTask, bind=True)
+def deliver(self: DeliveryTask, delivery_id: str) -> str:
+    """Attempt one delivery and map the Outcome (see webhooks.delivery)."""
+    outcome = delivery.attempt(delivery_id)
+    if outcome.action in ("retry", "wait"):
+        raise TransientDeliveryError(
+            outcome.error or outcome.reason or "retry",
+            kind=outcome.reason or "retry",
+            status=outcome.status,
+            delivery_id=delivery_id,
+            retry_after_s=outcome.delay_s,
+        )
+    if outcome.action == "dead":
+        raise PermanentDeliveryError(
+            outcome.error or outcome.reason or "failed",
+            kind=outcome.reason or "permanent",
+            status=outcome.status,
+            delivery_id=delivery_id,
+        )
+    return outcome.action
+
+
+@app.task(name="webhooks.move_due", ignore_result=True)
+def move_due() -> int:
+    """Move long-tier retries whose time has come back onto the retries queue (beat, every second)."""
+    return mover.move_due()
+
+
+@app.task(name="webhooks.replay_dead_letters", ignore_result=True)
+def replay_dead_letters(account: str, delivery_ids: list[str] | None = None, subscription_id: str | None = None,
+                        since: float | None = None, actor: str | None = None) -> dict[str, Any]:
+    """Re-send dead letters of ``account`` (ids, or all of a subscription, or since a time)."""
+    return dict(deadletters.replay(account, delivery_ids, subscription_id=subscription_id, since=since,
+                                   all_=not (delivery_ids or subscription_id or since is not None), actor=actor))
