@@ -29,7 +29,6 @@ def get_redis() -> redis.Redis:
                     socket_connect_timeout=min(2.0, s.publish_timeout_s / 2),
                     socket_timeout=s.publish_timeout_s / 2,
                     retry=Retry(NoBackoff(), 1),
-                    health_check_interval=30,
                     decode_responses=False,
                 )
     return _client

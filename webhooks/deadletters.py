@@ -30,14 +30,16 @@ return 1
 """
 
 
-def record(delivery_id: str, reason: str, *, error: str | None = None, status: int | None = None) -> bool:
+def record(delivery_id: str, reason: str | None = None, *, error: str | None = None, status: int | None = None) -> bool:
     """Dead-letter ``delivery_id`` once. Returns True when this call wrote it.
 
-    ``reason`` is a short class ("exhausted", "gone", "url_refused", "permanent", "worker_lost").
+    The reason is a short class ("exhausted", "gone", "url_refused", "transform", ...): the
+    one the delivery logic stored in the record wins over the caller's ``reason``.
     """
     rec = records.load(delivery_id)
     if rec is None:
         return False
+    reason = rec.get("reason") or reason or "failed"
     now = time.time()
     entry = {
         "delivery_id": delivery_id,
@@ -46,7 +48,7 @@ def record(delivery_id: str, reason: str, *, error: str | None = None, status: i
         "event_id": rec["evt"],
         "type": rec["type"],
         "reason": reason,
-        "error": error or rec.get("last_error") or None,
+        "error": rec.get("last_error") or error or None,
         "status": status if status is not None else (int(rec["last_status"]) if rec.get("last_status") else None),
         "attempts": int(rec.get("attempts") or 0),
         "created": float(rec["created"]),

@@ -210,18 +210,25 @@ def _send(
     records.update(delivery_id, last_status=status, last_error=error_msg)
     if verdict is Verdict.GONE:
         subscriptions.disable(sub.account, sub.id, reason="endpoint answered 410 Gone", actor="webhooks")
-        return Outcome("dead", delivery_id, reason="gone", status=status, error=error_msg)
+        return _dead(delivery_id, "gone", status, error_msg)
     if verdict is Verdict.PERMANENT:
-        return Outcome("dead", delivery_id, reason=error_kind or "permanent", status=status, error=error_msg)
+        return _dead(delivery_id, error_kind or "permanent", status, error_msg)
     retries_done = int(rec.get("retries") or 0)
     delay = next_delay(schedule_for(sub, settings), retries_done, verdict, retry_after_s=retry_after, rng=_rng)
     if delay is None:
-        return Outcome("dead", delivery_id, reason="exhausted", status=status, error=error_msg)
+        return _dead(delivery_id, "exhausted", status, error_msg)
     get_redis().hincrby(K.delivery(delivery_id), "retries", 1)
     if split_tier(delay, settings.max_countdown_s) == "park":
         return _park(delivery_id, delay, error_msg or "retry")
     records.update(delivery_id, status="retrying", due=repr(time.time() + delay))
     return Outcome("retry", delivery_id, delay_s=delay, reason=error_kind, status=status, error=error_msg)
+
+
+def _dead(delivery_id: str, reason: str, status: int | None, error: str | None) -> Outcome:
+    # The reason is kept in the record: the dead letter is written from on_failure or the
+    # task_failure signal, which see only a (re-built) exception.
+    records.update(delivery_id, reason=reason)
+    return Outcome("dead", delivery_id, reason=reason, status=status, error=error)
 
 
 _DELIVERED_LUA = """

@@ -105,7 +105,7 @@ class DeliveryError(WebhooksError):
         self,
         message: str,
         *,
-        kind: str,
+        kind: str = "error",
         status: int | None = None,
         host: str | None = None,
         delivery_id: str | None = None,

@@ -46,10 +46,8 @@ class DeliveryTask(Task):  # type: ignore[misc]
 def _dead_letter(exc: BaseException | None, args: Any) -> None:
     if not args:
         return
-    reason = getattr(exc, "kind", None) or type(exc).__name__
-    status = getattr(exc, "status", None)
     try:
-        deadletters.record(str(args[0]), reason, error=str(exc) if exc else None, status=status)
+        deadletters.record(str(args[0]), type(exc).__name__ if exc else None, error=str(exc) if exc else None)
     except Exception:  # never let the bookkeeping of one failure raise another
         log.exception("could not dead-letter delivery %s", args[0])
 
