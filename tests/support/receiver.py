@@ -71,6 +71,7 @@ class Reply:
     bytes_per_s: float = 1.0
     total_bytes: int = 0
     max_s: float = 0.0
+    delay_s: float = 0.0  # wait this long before answering (a slow but honest endpoint)
 
     @classmethod
     def redirect(cls, status: int, location: str) -> "Reply":
@@ -180,6 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, reply: Reply) -> None:
         stop = self.server.owner._stopping
+        if reply.delay_s > 0 and stop.wait(reply.delay_s):
+            return
         if reply.mode == "hang":
             self.close_connection = True
             stop.wait(reply.max_s)
@@ -237,6 +240,7 @@ class _TLSServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # the default backlog of 5 drops SYNs when 64 clients connect at once
 
     def __init__(self, address: tuple[str, int], ssl_context: ssl.SSLContext, owner: "Receiver") -> None:
         self.ssl_context = ssl_context
