@@ -106,10 +106,6 @@ class Transform:
         """
         errors: dict[str, list[str]] = {}
         transform = cls(spec)
-        try:
-            measure(spec.to_dict(), MAX_SPEC_CHARS)
-        except SizeExceeded:
-            raise TransformError("transform", f"the spec is over {MAX_SPEC_CHARS} characters") from None
         steps = [
             lambda: setattr(transform, "_filter", Filter.compile(spec.filter) if spec.filter is not None else None),
             lambda: setattr(transform, "_mapping", Mapping.compile(spec.mapping) if spec.mapping is not None else None),
@@ -123,6 +119,10 @@ class Transform:
                 errors.update(exc.errors)
         if errors:
             raise _combined(errors)
+        try:
+            measure(spec.to_dict(), MAX_SPEC_CHARS)
+        except SizeExceeded:
+            raise TransformError("transform", f"the spec is over {MAX_SPEC_CHARS} characters") from None
         return transform
 
     @staticmethod

@@ -16,6 +16,7 @@ from typing import Any
 
 import jmespath
 from jmespath import exceptions as jp_errors
+from jmespath.functions import TYPES_MAP
 from jmespath.lexer import Lexer
 from jmespath.visitor import Options, TreeInterpreter
 
@@ -163,7 +164,8 @@ class Expression:
         except jp_errors.JMESPathTypeError as exc:
             raise TransformError(
                 self.where,
-                f"function {exc.function_name}() got {exc.actual_type}, expects {' or '.join(exc.expected_types)}",
+                f"function {exc.function_name}() got {TYPES_MAP.get(exc.actual_type, exc.actual_type)}, "
+                f"expects {' or '.join(exc.expected_types)}",
             ) from None
         except jp_errors.JMESPathError as exc:
             raise TransformError(self.where, f"evaluation failed: {exc}") from None
