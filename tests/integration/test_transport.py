@@ -346,7 +346,8 @@ def sentry_tracing() -> Iterator[None]:
         yield
     finally:
         sentry_sdk.get_client().close()
-        sentry_sdk.init()
+        sentry_sdk.get_global_scope().set_client(None)  # back to the no-op client
+        assert not sentry_sdk.get_client().is_active()
 
 
 def test_no_trace_headers_even_with_sentry_tracing_everything(ca: TestCA, receiver: Receiver, sentry_tracing: None) -> None:
@@ -409,3 +410,94 @@ def test_fake_transport_records_and_replays_its_script() -> None:
     assert fake.send(OutgoingRequest(url="https://gone.example/", body=b"{}")).status == 410
     assert fake.send(req).status == 200
     assert [r.url for r in fake.requests] == ["https://a.example/"] * 2 + ["https://gone.example/", "https://a.example/"]
+
+
+# --- explicit egress proxy -----------------------------------------------------------------
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on loopback that records the targets it was asked for."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            target = head.split(b" ")[1].decode()
+            self.targets.append(target)
+            host, _, port = target.rpartition(":")
+            if host not in ("127.0.0.1", "[::1]"):  # this proxy never leaves loopback
+                client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                return
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=5) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pump = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
+                pump.start()
+                self._pump(client, upstream)
+                pump.join(5)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_egress_proxy_is_asked_for_the_vetted_address(ca: TestCA, receiver: Receiver) -> None:
+    # Given an explicit egress proxy and a name only our resolver knows
+    proxy = ConnectProxy()
+    try:
+        resolver = CountingResolver({"receiver.test": [["127.0.0.1"]]})
+        t = HttpTransport(make_settings(ca, egress_proxy=f"http://127.0.0.1:{proxy.port}"), resolver=resolver)
+        # When two deliveries go through it
+        first = post(t, receiver.url("/hook", host="receiver.test"))
+        second = post(t, receiver.url("/hook", host="receiver.test"))
+        # Then the proxy tunnelled once to the vetted address (it resolved nothing itself),
+        # TLS was verified end to end against the name, and the tunnel was kept alive
+        assert (first.status, second.status) == (200, 200)
+        assert proxy.targets == [f"127.0.0.1:{receiver.port}"]
+        assert receiver.requests[0].headers["host"] == f"receiver.test:{receiver.port}"
+        t.close()
+    finally:
+        proxy.close()
+
+
+def test_egress_proxy_path_still_enforces_the_total_deadline(ca: TestCA, receiver: Receiver) -> None:
+    proxy = ConnectProxy()
+    try:
+        t = HttpTransport(make_settings(ca, egress_proxy=f"http://127.0.0.1:{proxy.port}"))
+        receiver.script("/slow", [Reply.drip(bytes_per_s=1, total_bytes=60)])
+        started = time.monotonic()
+        with pytest.raises(TransientDeliveryError) as caught:
+            post(t, receiver.url("/slow"))
+        assert caught.value.kind == "timeout"
+        assert time.monotonic() - started < TOTAL_S + 1.5
+        t.close()
+    finally:
+        proxy.close()
