@@ -132,6 +132,9 @@ class RatingSubmitted(Schema):
     conversation_id = fields.String(required=True, validate=_ID)
     score = _StrictInt(required=True, validate=v.Range(min=1, max=5))
     comment = fields.String(validate=v.Length(max=5_000))
+    # What the conversation was about (the pre-chat topic or the main tag): a rating arrives on
+    # its own, and a subscription's transform sees one event, so the backend names it here.
+    topic = fields.String(validate=v.Length(min=1, max=200))
     visitor = fields.Nested(_Visitor)
     agent = fields.Nested(_Agent)
 
@@ -355,6 +358,7 @@ _SAMPLES: dict[str, dict[str, Any]] = {
         "conversation_id": "conv_8d2k1",
         "score": 5,
         "comment": "Quick and friendly, thanks Maya!",
+        "topic": "Billing",
         "visitor": _VISITOR,
         "agent": _AGENT,
     },

@@ -222,6 +222,17 @@ def test_rating_comment_and_nested_people() -> None:
     assert set(bad("rating.submitted", data).errors) == {"comment", "visitor.email", "agent.email"}
 
 
+def test_rating_topic_is_optional_text_of_1_to_200_characters() -> None:
+    # Given a rating with its conversation's topic, one without, and two with a bad topic
+    with_topic = events.sample("rating.submitted")
+    without = {k: v for k, v in with_topic.items() if k != "topic"}
+    # Then the topic is kept, its absence is fine, and empty or over-long text is refused by name
+    assert events.validate("rating.submitted", with_topic)["topic"] == "Billing"
+    assert "topic" not in events.validate("rating.submitted", without)
+    for topic in ("", "t" * 201, 3):
+        assert set(bad("rating.submitted", {**with_topic, "topic": topic}).errors) == {"topic"}
+
+
 def test_conversation_assigned_reason_and_previous_agent() -> None:
     data = events.sample("conversation.assigned")
     data["reason"] = "stolen"
