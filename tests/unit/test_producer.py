@@ -1,0 +1,124 @@
+"""publish(): matching, the atomic fan-out, the messages it enqueues, idempotency."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import redis
+
+import webhooks
+from webhooks import events, subscriptions
+from webhooks.enqueue import DELIVERIES_QUEUE, DELIVER_TASK, task_message
+from webhooks.keys import K
+
+
+def _queued(r) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [json.loads(m) for m in r.lrange(DELIVERIES_QUEUE, 0, -1)]
+
+
+def test_an_event_is_enqueued_once_per_matching_subscription_with_ids_only(fake_redis):
+    # Given three subscriptions: two want conversation.ended, one wants ratings only
+    a = subscriptions.create("acme", "https://127.0.0.1/a", ["conversation.ended"])
+    b = subscriptions.create("acme", "https://127.0.0.1/b", ["*"])
+    subscriptions.create("acme", "https://127.0.0.1/c", ["rating.submitted"])
+    # When a conversation.ended is published
+    data = events.sample("conversation.ended")
+    published = webhooks.publish("acme", "conversation.ended", data)
+    # Then two deliveries are enqueued, each message carrying only its delivery id
+    assert published.deliveries == 2
+    msgs = _queued(fake_redis)
+    assert len(msgs) == 2
+    for m in msgs:
+        args, kwargs, _ = json.loads(base64.b64decode(m["body"]))
+        assert m["headers"]["task"] == DELIVER_TASK
+        assert args[0] in published.delivery_ids and kwargs == {}
+        assert m["headers"]["argsrepr"] == repr(args)
+        assert data["visitor"]["email"] not in json.dumps(m)
+    # And the payload is stored once, with one record per delivery
+    assert json.loads(fake_redis.get(K.event(published.id)))["data"] == events.validate("conversation.ended", data)
+    subs = {fake_redis.hget(K.delivery(d), "sub").decode() for d in published.delivery_ids}
+    assert subs == {a.id, b.id}
+    assert int(fake_redis.get(K.event_refs(published.id))) == 2
+
+
+def test_an_account_with_no_subscriptions_enqueues_nothing(fake_redis):
+    published = webhooks.publish("nobody", "message.sent", events.sample("message.sent"))
+    assert published.deliveries == 0
+    assert fake_redis.llen(DELIVERIES_QUEUE) == 0
+    assert fake_redis.get(K.event(published.id)) is None
+
+
+def test_another_accounts_subscriptions_never_match(fake_redis):
+    subscriptions.create("other", "https://127.0.0.1/x", ["*"])
+    assert webhooks.publish("acme", "message.sent", events.sample("message.sent")).deliveries == 0
+    assert fake_redis.llen(DELIVERIES_QUEUE) == 0
+
+
+def test_disabled_subscriptions_and_filters_are_applied_in_the_producer(fake_redis):
+    s1 = subscriptions.create("acme", "https://127.0.0.1/a", ["rating.submitted"])
+    subscriptions.disable("acme", s1.id)
+    subscriptions.create("acme", "https://127.0.0.1/b", ["rating.submitted"], transform={"filter": "data.score <= `2`"})
+    low = events.sample("rating.submitted") | {"score": 1}
+    high = events.sample("rating.submitted") | {"score": 5}
+    assert webhooks.publish("acme", "rating.submitted", high).deliveries == 0
+    assert webhooks.publish("acme", "rating.submitted", low).deliveries == 1
+    assert fake_redis.llen(DELIVERIES_QUEUE) == 1
+
+
+def test_the_same_event_id_is_enqueued_once(fake_redis):
+    subscriptions.create("acme", "https://127.0.0.1/a", ["message.sent"])
+    first = webhooks.publish("acme", "message.sent", events.sample("message.sent"), event_id="evt_order-42")
+    again = webhooks.publish("acme", "message.sent", events.sample("message.sent"), event_id="evt_order-42")
+    assert first.deliveries == 1 and not first.duplicate
+    assert again.deliveries == 0 and again.duplicate
+    assert fake_redis.llen(DELIVERIES_QUEUE) == 1
+
+
+def test_bad_input_raises_and_enqueues_nothing(fake_redis):
+    subscriptions.create("acme", "https://127.0.0.1/a", ["*"])
+    with pytest.raises(webhooks.ValidationError) as err:
+        webhooks.publish("acme", "rating.submitted", {"conversation_id": "c1", "score": 9})
+    assert "score" in err.value.errors
+    with pytest.raises(webhooks.UnknownEventType):
+        webhooks.publish("acme", "conversation.exploded", {})
+    with pytest.raises(webhooks.ValidationError):
+        webhooks.publish("bad account!", "message.sent", events.sample("message.sent"))
+    assert fake_redis.llen(DELIVERIES_QUEUE) == 0
+
+
+def test_an_oversized_event_raises_payload_too_large(fake_redis, monkeypatch):
+    from webhooks.settings import reload_settings
+
+    monkeypatch.setenv("WEBHOOKS_MAX_PAYLOAD_BYTES", "1000")
+    reload_settings()
+    subscriptions.create("acme", "https://127.0.0.1/a", ["*"])
+    with pytest.raises(webhooks.PayloadTooLarge):
+        webhooks.publish("acme", "custom.big", {"blob": "x" * 2000})
+    assert fake_redis.llen(DELIVERIES_QUEUE) == 0
+
+
+def test_redis_errors_become_publish_error(fake_redis, monkeypatch):
+    subscriptions.create("acme", "https://127.0.0.1/a", ["*"])
+
+    def boom(*a, **k):  # type: ignore[no-untyped-def]
+        raise redis.ConnectionError("down")
+
+    monkeypatch.setattr(fake_redis, "hgetall", boom)
+    with pytest.raises(webhooks.PublishError, match="nothing was enqueued"):
+        webhooks.publish("acme", "message.sent", events.sample("message.sent"))
+
+
+def test_our_message_matches_what_celery_itself_would_publish():
+    # Given the message Celery 5.7 builds for the same call
+    from celery import Celery
+
+    app = Celery("x")
+    celery_msg = app.amqp.as_task_v2("tid", DELIVER_TASK, args=["msg_1"])
+    ours = json.loads(task_message(DELIVER_TASK, ["msg_1"], DELIVERIES_QUEUE))
+    # Then it has the same headers and the same body layout
+    assert set(ours["headers"]) == set(celery_msg.headers)
+    args, kwargs, embed = json.loads(base64.b64decode(ours["body"]))
+    c_args, c_kwargs, c_embed = celery_msg.body
+    assert (args, kwargs) == (list(c_args), c_kwargs) and set(embed) == set(c_embed)
+    assert ours["properties"]["delivery_info"] == {"exchange": "", "routing_key": DELIVERIES_QUEUE}
