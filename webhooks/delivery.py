@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import health, records, signing, stats, subscriptions
 from .connection import get_redis
@@ -24,7 +24,10 @@ from .policy import RetrySchedule, Verdict, classify, next_delay, parse_retry_af
 from .settings import Settings, get_settings
 from .transport import HttpTransport, OutgoingRequest, Transport
 
-__all__ = ["Outcome", "attempt", "get_transport", "set_transport", "schedule_for"]
+if TYPE_CHECKING:
+    from .breaker import BreakerConfig
+
+__all__ = ["Outcome", "attempt", "breaker_config", "get_transport", "set_transport", "schedule_for"]
 
 log = logging.getLogger("webhooks.delivery")
 
@@ -72,6 +75,18 @@ def schedule_for(sub: subscriptions.Subscription, settings: Settings) -> RetrySc
     if sub.retry_schedule:
         return RetrySchedule.parse(sub.retry_schedule, jitter=settings.retry_jitter)
     return RetrySchedule(tuple(settings.retry_schedule_s), jitter=settings.retry_jitter)
+
+
+def breaker_config(settings: Settings) -> "BreakerConfig":
+    """The circuit breaker's thresholds from WEBHOOKS_BREAKER_* settings."""
+    from .breaker import BreakerConfig
+
+    return BreakerConfig(
+        window_s=settings.breaker_window_s,
+        min_requests=settings.breaker_min_requests,
+        failure_ratio=settings.breaker_failure_ratio,
+        cooldown_s=settings.breaker_cooldown_s,
+    )
 
 
 def _discard(delivery_id: str, rec: dict[str, str], reason: str) -> Outcome:
@@ -130,7 +145,7 @@ def attempt(delivery_id: str, *, now: float | None = None) -> Outcome:
         return _wait(delivery_id, 0.5 + _rng.random(), "endpoint busy", settings)
     try:
         # Asked last: a half-open breaker hands its one probe to a delivery that can go now.
-        breaker = CircuitBreaker(r)
+        breaker = CircuitBreaker(r, breaker_config(settings))
         allowed, wait_s = breaker.allow(endpoint)
         if not allowed:
             return _wait(delivery_id, max(wait_s, 1.0), "circuit open", settings)

@@ -39,6 +39,10 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_EGRESS_PROXY": ("", "Explicit egress proxy URL for deliveries; proxy environment variables are ignored."),
     "WEBHOOKS_ENCRYPTION_KEY": ("", "Fernet key: when set, subscription secrets are encrypted at rest."),
     "WEBHOOKS_ENDPOINT_CONCURRENCY": ("4", "Deliveries in flight at most per endpoint (subscription URL)."),
+    "WEBHOOKS_BREAKER_MIN_REQUESTS": ("10", "Circuit breaker: attempts within the window before it may open."),
+    "WEBHOOKS_BREAKER_FAILURE_RATIO": ("0.7", "Circuit breaker: opens when at least this fraction of those attempts failed."),
+    "WEBHOOKS_BREAKER_WINDOW_S": ("300", "Circuit breaker: the window over which attempts are counted."),
+    "WEBHOOKS_BREAKER_COOLDOWN_S": ("30", "Circuit breaker: how long it stays open before one probe may go."),
     "WEBHOOKS_DISABLE_AFTER_S": ("432000", "Disable a subscription whose endpoint has failed continuously this long (5 days)."),
     "WEBHOOKS_OPS_URL": ("", "Operator's URL that receives endpoint.failing / endpoint.recovered / endpoint.disabled webhooks."),
     "WEBHOOKS_OPS_SECRET": ("", "whsec_ secret signing those operational webhooks."),
@@ -92,6 +96,10 @@ class Settings:
     egress_proxy: str | None = None
     encryption_key: str | None = field(default=None, repr=False)
     endpoint_concurrency: int = 4
+    breaker_min_requests: int = 10
+    breaker_failure_ratio: float = 0.7
+    breaker_window_s: float = 300.0
+    breaker_cooldown_s: float = 30.0
     disable_after_s: float = 432000.0
     ops_url: str | None = None
     ops_secret: str | None = field(default=None, repr=False)
@@ -121,6 +129,12 @@ class Settings:
         )
         if self.endpoint_concurrency < 1:
             raise ConfigurationError("WEBHOOKS_ENDPOINT_CONCURRENCY must be at least 1")
+        if self.breaker_min_requests < 1:
+            raise ConfigurationError("WEBHOOKS_BREAKER_MIN_REQUESTS must be at least 1")
+        if not 0 < self.breaker_failure_ratio <= 1:
+            raise ConfigurationError("WEBHOOKS_BREAKER_FAILURE_RATIO must be in (0, 1]")
+        if self.breaker_window_s <= 0 or self.breaker_cooldown_s <= 0:
+            raise ConfigurationError("WEBHOOKS_BREAKER_WINDOW_S and WEBHOOKS_BREAKER_COOLDOWN_S must be positive")
         if self.log_response_bytes > self.max_response_bytes:
             raise ConfigurationError("WEBHOOKS_LOG_RESPONSE_BYTES must not exceed WEBHOOKS_MAX_RESPONSE_BYTES")
         if self.outbox_max_events < 1:
@@ -165,6 +179,10 @@ class Settings:
             egress_proxy=get("WEBHOOKS_EGRESS_PROXY") or None,
             encryption_key=get("WEBHOOKS_ENCRYPTION_KEY") or None,
             endpoint_concurrency=conv("WEBHOOKS_ENDPOINT_CONCURRENCY", int),  # type: ignore[arg-type]
+            breaker_min_requests=conv("WEBHOOKS_BREAKER_MIN_REQUESTS", int),  # type: ignore[arg-type]
+            breaker_failure_ratio=conv("WEBHOOKS_BREAKER_FAILURE_RATIO", float),  # type: ignore[arg-type]
+            breaker_window_s=conv("WEBHOOKS_BREAKER_WINDOW_S", float),  # type: ignore[arg-type]
+            breaker_cooldown_s=conv("WEBHOOKS_BREAKER_COOLDOWN_S", float),  # type: ignore[arg-type]
             disable_after_s=conv("WEBHOOKS_DISABLE_AFTER_S", float),  # type: ignore[arg-type]
             ops_url=get("WEBHOOKS_OPS_URL") or None,
             ops_secret=get("WEBHOOKS_OPS_SECRET") or None,

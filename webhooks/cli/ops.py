@@ -24,8 +24,10 @@ def status_cmd(account: str, show_ledger: bool, since: str, as_json: bool) -> No
     """Per-subscription health: success rate (1 h, 1 d), p50/p95 latency, last error, breaker, queued, dead letters."""
     from ..breaker import CircuitBreaker
     from ..connection import get_redis
+    from ..delivery import breaker_config
+    from ..settings import get_settings
 
-    breaker = CircuitBreaker(get_redis())
+    breaker = CircuitBreaker(get_redis(), breaker_config(get_settings()))
     led = ledger.counts(account, since=parse_since(since))
     dead = deadletters.list_dead(account, limit=None)
     rows = []
