@@ -57,7 +57,7 @@ MAX_SCHEDULE_STEPS = 50
 MAX_SCHEDULE_TOTAL_S = 7 * 86400.0
 """The steps of a schedule add up to at most 7 days (before jitter and throttling)."""
 
-DEFAULT_DELAYS_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+DEFAULT_DELAYS_S: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 
 _UNITS_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _STEP_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$", re.IGNORECASE)
@@ -179,8 +179,9 @@ class RetrySchedule:
 
     @classmethod
     def default(cls) -> "RetrySchedule":
-        """Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h (about 3 days),
-        with 20 % jitter."""
+        """The first attempt immediately, then retries after 5 s, 5 min, 30 min, 2 h, 5 h,
+        10 h, 14 h, 20 h and 24 h (10 attempts over about 3.15 days), with 20 % jitter.
+        No retry is immediate: "immediately" is the first attempt itself."""
         return cls(DEFAULT_DELAYS_S, 0.2)
 
     def to_text(self) -> str:

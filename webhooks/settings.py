@@ -29,7 +29,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_TOTAL_TIMEOUT_S": ("15", "Total deadline of one delivery attempt, whatever the server drips."),
     "WEBHOOKS_MAX_RESPONSE_BYTES": ("65536", "Response body bytes read at most; the rest is never read."),
     "WEBHOOKS_LOG_RESPONSE_BYTES": ("2048", "Response body bytes kept in the attempt log."),
-    "WEBHOOKS_RETRY_SCHEDULE": ("0,5,300,1800,7200,18000,36000,50400,72000,86400", "Delays in seconds before each retry (attempt 2, 3, ...); the list's length is the number of retries."),
+    "WEBHOOKS_RETRY_SCHEDULE": ("5,300,1800,7200,18000,36000,50400,72000,86400", "Delays before each retry (attempt 2, 3, ...), seconds or with s/m/h/d; the first attempt is immediate; the list's length is the number of retries (default: 5s,5m,30m,2h,5h,10h,14h,20h,24h, about 3 days)."),
     "WEBHOOKS_RETRY_JITTER": ("0.2", "Retry delays are stretched by a random 0..this fraction (never shortened)."),
     "WEBHOOKS_VISIBILITY_TIMEOUT_S": ("3600", "Redis visibility timeout: an unacked message is re-delivered after this."),
     "WEBHOOKS_MAX_COUNTDOWN_S": ("600", "Longest retry delay held by Celery; longer ones are parked in Redis."),
@@ -67,8 +67,14 @@ def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
     return tuple(nets)
 
 
-def _floats(raw: str) -> tuple[float, ...]:
-    return tuple(float(p) for p in raw.split(",") if p.strip())
+def _schedule(raw: str) -> tuple[float, ...]:
+    from .errors import ValidationError
+    from .policy import RetrySchedule
+
+    try:
+        return RetrySchedule.parse(raw).delays_s
+    except ValidationError as exc:
+        raise ConfigurationError(f"WEBHOOKS_RETRY_SCHEDULE={raw!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class Settings:
     total_timeout_s: float = 15.0
     max_response_bytes: int = 65536
     log_response_bytes: int = 2048
-    retry_schedule_s: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    retry_schedule_s: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     retry_jitter: float = 0.2
     visibility_timeout_s: float = 3600.0
     max_countdown_s: float = 600.0
@@ -169,7 +175,7 @@ class Settings:
             total_timeout_s=conv("WEBHOOKS_TOTAL_TIMEOUT_S", float),  # type: ignore[arg-type]
             max_response_bytes=conv("WEBHOOKS_MAX_RESPONSE_BYTES", int),  # type: ignore[arg-type]
             log_response_bytes=conv("WEBHOOKS_LOG_RESPONSE_BYTES", int),  # type: ignore[arg-type]
-            retry_schedule_s=conv("WEBHOOKS_RETRY_SCHEDULE", _floats),  # type: ignore[arg-type]
+            retry_schedule_s=conv("WEBHOOKS_RETRY_SCHEDULE", _schedule),  # type: ignore[arg-type]
             retry_jitter=conv("WEBHOOKS_RETRY_JITTER", float),  # type: ignore[arg-type]
             visibility_timeout_s=conv("WEBHOOKS_VISIBILITY_TIMEOUT_S", float),  # type: ignore[arg-type]
             max_countdown_s=conv("WEBHOOKS_MAX_COUNTDOWN_S", float),  # type: ignore[arg-type]

@@ -91,7 +91,7 @@ def test_retry_after_garbage_or_negative_is_none(value: str | None) -> None:
 
 def test_default_schedule_matches_the_documented_steps() -> None:
     schedule = RetrySchedule.default()
-    assert schedule.to_text() == "0,5s,5m,30m,2h,5h,10h,14h,20h,24h"
+    assert schedule.to_text() == "5s,5m,30m,2h,5h,10h,14h,20h,24h"
     assert schedule.jitter == 0.2
     assert schedule.total_s == 272_105  # about 3.15 days
 
