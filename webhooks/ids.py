@@ -6,7 +6,7 @@ import secrets
 
 __all__ = ["new_id", "check_account", "ACCOUNT_RE"]
 
-ACCOUNT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ACCOUNT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z, not $: "$" also matches before a final "\n"
 
 
 def new_id(prefix: str) -> str:
