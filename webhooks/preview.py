@@ -22,28 +22,38 @@ def _envelope(raw_event: dict[str, Any] | None, sample_type: str | None) -> dict
     return events.build_envelope(raw_event["type"], raw_event["data"], event_id=raw_event.get("id"))
 
 
-def _body_and_headers(sub: Subscription, envelope: dict[str, Any]) -> tuple[bool, bytes, dict[str, str]]:
+def _body_and_headers(sub: Subscription, envelope: dict[str, Any]) -> tuple[str | None, bytes, dict[str, str]]:
+    """(why it is not sent or None, body, extra headers), decided as the producer and worker do."""
     from .producer import _transform_for
 
+    if not sub.wants(envelope["type"]):
+        return f"the subscription takes {', '.join(sub.events)}, not {envelope['type']}", b"", {}
     t = _transform_for(sub)
     if t is not None and not t.accepts(envelope):
-        return False, b"", {}
+        return "the filter does not match this event", b"", {}
     body = events.serialize(envelope) if t is None else t.body(envelope)
     extra = {} if t is None else dict(t.headers())
-    return True, body, extra
+    return None, body, extra
 
 
 def preview(sub: Subscription, *, raw_event: dict[str, Any] | None = None, sample_type: str | None = None) -> dict[str, Any]:
-    """Whether the event passes ``sub``'s filter, and the exact body and headers it would get.
+    """Whether the event would be sent to ``sub`` (its event types and filter), and the exact body
+    and headers it would get: ours, the subscription's extra ones and those the HTTP client adds
+    (``host`` aside). Returns {"accepted", "reason", "body", "headers"}.
 
-    The signature shown is real (made with the live secrets at this second); nothing is sent.
+    The signature shown is real (made with the live secrets at this second, for webhook-id
+    ``msg_preview``); nothing is sent. Raises ValidationError for a bad event or a mapping that
+    fails on it.
     """
+    from .transport import USER_AGENT
+
     envelope = _envelope(raw_event, sample_type)
-    accepted, body, extra = _body_and_headers(sub, envelope)
-    if not accepted:
-        return {"accepted": False, "body": None, "headers": {}}
-    headers = {**extra, **signing.signed_headers(sub.signing_secrets(), "msg_preview", body), "content-type": "application/json"}
-    return {"accepted": True, "body": body.decode("utf-8"), "headers": headers}
+    reason, body, extra = _body_and_headers(sub, envelope)
+    if reason is not None:
+        return {"accepted": False, "reason": reason, "body": None, "headers": {}}
+    headers = {**extra, **signing.signed_headers(sub.signing_secrets(), "msg_preview", body), "content-type": "application/json",
+               "content-length": str(len(body)), "user-agent": USER_AGENT}
+    return {"accepted": True, "reason": None, "body": body.decode("utf-8"), "headers": headers}
 
 
 def send_test(sub: Subscription) -> dict[str, Any]:
