@@ -17,7 +17,10 @@ def _json_arg(text: str | None, name: str) -> Any:
     if text is None:
         return None
     if text.startswith("@"):
-        text = Path(text[1:]).read_text()
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {text[1:]}: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8'}", param_hint=name) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -126,7 +129,7 @@ def show_cmd(account: str, subscription_id: str, reveal: bool, as_json: bool) ->
 @click.option("--event", "events", multiple=True, help="Replace the event types; repeatable.")
 @click.option("--description", default=None)
 @_transform_options
-@click.option("--clear-transform", is_flag=True, help="Remove filter, mapping, template and headers.")
+@click.option("--clear-transform", is_flag=True, help="Drop the old filter, mapping, template and headers (keep only the ones given now).")
 @click.option("--retry-schedule", default=None)
 @click.option("--rate-limit", type=float, default=None)
 @actor_option
@@ -144,7 +147,7 @@ def update_cmd(account: str, subscription_id: str, url: str | None, events: tupl
         changes["description"] = description
     t = _transform(filter_, mapping, template, text, header)
     if clear_transform:
-        changes["transform"] = None
+        changes["transform"] = t  # what is given replaces the old transform whole
     elif t is not None:
         current = store.get(account, subscription_id).transform or {}
         changes["transform"] = {**current, **t}
@@ -212,16 +215,20 @@ def rotate_cmd(account: str, subscription_id: str, grace: str, actor: str | None
 @account_option
 @click.argument("subscription_id")
 @click.option("--event", "event_file", type=click.Path(exists=True, dir_okay=False), help="JSON file: an envelope or {type, data}.")
-@click.option("--sample", "sample_type", default=None, help="Use the sample event of this type.")
-def preview_cmd(account: str, subscription_id: str, event_file: str | None, sample_type: str | None) -> None:
-    """Show whether an event passes the filter and the exact body and headers that would be sent (nothing is sent)."""
+@click.option("--sample", "sample_type", default=None, help="Use the sample event of this type (see `webhooks events`).")
+@json_option
+def preview_cmd(account: str, subscription_id: str, event_file: str | None, sample_type: str | None, as_json: bool) -> None:
+    """Show whether an event would be sent (event types and filter) and the exact body and headers (nothing is sent)."""
     from ..preview import preview
 
     if bool(event_file) == bool(sample_type):
         raise click.UsageError("give exactly one of --event FILE or --sample TYPE")
-    raw = json.loads(Path(event_file).read_text()) if event_file else None
+    raw = _json_arg(f"@{event_file}", "--event") if event_file else None
     result = preview(store.get(account, subscription_id), raw_event=raw, sample_type=sample_type)
-    click.echo(f"passes filter: {'yes' if result['accepted'] else 'no'}")
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"passes filter: {'yes' if result['accepted'] else 'no'}" + ("" if result["accepted"] else f" ({result['reason']})"))
     if result["accepted"]:
         click.echo("headers:")
         for k, v in result["headers"].items():
