@@ -21,6 +21,8 @@ def r(monkeypatch: pytest.MonkeyPatch) -> Iterator[fakeredis.FakeRedis]:
     from webhooks import connection
     from webhooks.settings import reload_settings
 
+    # A port nothing listens on: a test that lost its fake fails instead of writing to a real Redis.
+    monkeypatch.setenv("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("WEBHOOKS_ALLOW_NETWORKS", "127.0.0.0/8")
     monkeypatch.delenv("WEBHOOKS_ENCRYPTION_KEY", raising=False)
     reload_settings()
