@@ -310,6 +310,9 @@ def rotate_secret(
     settings = get_settings()
     sub = get(account, subscription_id)
     now = time.time()
+    # Read the live secrets first: without the right key this raises EncryptionError before any
+    # write, instead of storing a plaintext secret beside encrypted ones that nobody can show.
+    sub.signing_secrets(now, settings)
     kept = tuple((s, u) for s, u in sub.previous_secrets if u > now)
     previous = kept + ((sub.secret, now + grace_s),) if grace_s > 0 else kept
     new = replace(
