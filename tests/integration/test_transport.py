@@ -501,3 +501,25 @@ def test_egress_proxy_path_still_enforces_the_total_deadline(ca: TestCA, receive
         t.close()
     finally:
         proxy.close()
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+def test_delivers_to_an_ipv6_literal(ca: TestCA) -> None:
+    # Given a receiver on [::1] and ::1 allowed
+    with Receiver(ca, bind="::1") as r:
+        t = HttpTransport(make_settings(ca, allow_networks=(ipaddress.ip_network("::1/128"),)))
+        # When a delivery goes to the bracketed literal
+        resp = post(t, r.url("/hook", host="::1"))
+        # Then it arrives, with a bracketed Host header
+        assert (resp.status, resp.address) == (200, "::1")
+        assert r.requests[0].headers["host"] == f"[::1]:{r.port}"
+        t.close()
