@@ -523,3 +523,8 @@ def test_delivers_to_an_ipv6_literal(ca: TestCA) -> None:
         assert (resp.status, resp.address) == (200, "::1")
         assert r.requests[0].headers["host"] == f"[::1]:{r.port}"
         t.close()
+
+
+def test_public_names_are_exported() -> None:
+    assert all(hasattr(transport_module, name) for name in transport_module.__all__)
+    assert {"HttpTransport", "FakeTransport", "OutgoingRequest", "IncomingResponse", "Transport"} <= set(transport_module.__all__)

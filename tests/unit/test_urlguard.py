@@ -287,3 +287,8 @@ def test_system_resolver_answers_loopback_without_the_network() -> None:
     # a numeric host is answered by getaddrinfo itself: no DNS traffic leaves the machine
     answers = urlguard.system_resolver("127.0.0.1", 443)
     assert answers == ["127.0.0.1"]
+
+
+def test_public_names_are_exported() -> None:
+    assert all(hasattr(urlguard, name) for name in urlguard.__all__)
+    assert {"check_url", "parse_url", "Target", "Resolver"} <= set(urlguard.__all__)
