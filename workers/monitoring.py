@@ -6,6 +6,7 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_init
 
+from webhooks import records
 from webhooks.sentry import init_sentry
 from webhooks.settings import get_settings
 
@@ -25,3 +26,29 @@ def _init_sentry_child(**_: Any) -> None:
 
     connection.reset()
     init_sentry(get_settings().sentry_dsn, celery=True)
+
+
+def report_dead_letter(delivery_id: str) -> None:
+    """One Sentry warning per dead letter, with ids only: no URL, payload, response or error text.
+
+    Grouped by reason (not by delivery) so a failing endpoint makes one issue, not thousands.
+    Never raises: monitoring must not break the bookkeeping of a failure.
+    """
+    try:
+        import sentry_sdk
+
+        if not sentry_sdk.get_client().is_active():
+            return
+        rec = records.load(delivery_id) or {}
+        reason = rec.get("reason") or "failed"
+        tags = {"account": rec.get("account"), "subscription_id": rec.get("sub"), "event_id": rec.get("evt"),
+                "event_type": rec.get("type"), "delivery_id": delivery_id, "reason": reason}
+        sentry_sdk.capture_message(
+            f"delivery {delivery_id} dead-lettered ({reason}) after {rec.get('attempts') or 0} attempts: "
+            f"subscription {rec.get('sub')} of account {rec.get('account')}",
+            level="warning",
+            tags={k: v for k, v in tags.items() if v},
+            fingerprint=["webhooks.dead-letter", reason],
+        )
+    except Exception:  # noqa: BLE001 - best effort
+        log.debug("could not report dead letter %s to Sentry", delivery_id, exc_info=True)

@@ -11,7 +11,7 @@ from webhooks import deadletters, delivery, mover
 from webhooks.enqueue import RETRIES_QUEUE
 from webhooks.errors import PermanentDeliveryError, TransientDeliveryError
 
-from . import app
+from . import app, monitoring
 
 log = logging.getLogger("webhooks.tasks")
 
@@ -25,6 +25,9 @@ class DeliveryTask(Task):  # type: ignore[misc]
     """
 
     autoretry_for = (TransientDeliveryError,)
+    # A dead letter is an expected outcome: Celery logs it without a traceback and Sentry's Celery
+    # integration skips it; monitoring.report_dead_letter sends one warning with ids instead.
+    throws = (PermanentDeliveryError,)
     retry_backoff = True
     # Our schedule decides when to give up (policy.next_delay -> None -> dead letter).
     max_retries = None
@@ -47,9 +50,12 @@ def _dead_letter(exc: BaseException | None, args: Any) -> None:
     if not args:
         return
     try:
-        deadletters.record(str(args[0]), type(exc).__name__ if exc else None, error=str(exc) if exc else None)
+        wrote = deadletters.record(str(args[0]), type(exc).__name__ if exc else None, error=str(exc) if exc else None)
     except Exception:  # never let the bookkeeping of one failure raise another
         log.exception("could not dead-letter delivery %s", args[0])
+        return
+    if wrote:  # on_failure and task_failure both get here: report only the write that happened
+        monitoring.report_dead_letter(str(args[0]))
 
 
 @task_failure.connect
