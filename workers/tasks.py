@@ -32,6 +32,9 @@ class DeliveryTask(Task):  # type: ignore[misc]
     # Our schedule decides when to give up (policy.next_delay -> None -> dead letter).
     max_retries = None
     acks_late = True
+    # task_retry_on_worker_lost re-sends a delivery whose pool child died with this countdown
+    # (Celery's default is 180 s, held unacked in worker RAM, past a short visibility timeout).
+    default_retry_delay = 1
     typing = False
 
     def retry(self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None, throw: bool = True,
