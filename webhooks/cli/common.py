@@ -18,8 +18,15 @@ def cli() -> None:
     """Operate chat-webhooks: subscriptions, deliveries, dead letters, status."""
 
 
+def _check_account(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # The account is the tenant boundary: every command refuses a name that is not a plain one.
+    from ..ids import check_account
+
+    return check_account(value)
+
+
 def account_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--account", "-a", required=True, envvar="WEBHOOKS_ACCOUNT",
+    return click.option("--account", "-a", required=True, envvar="WEBHOOKS_ACCOUNT", callback=_check_account,
                         help="Account (tenant) the command acts in [env WEBHOOKS_ACCOUNT].")(f)
 
 
