@@ -29,6 +29,8 @@ def _required(name: str, example: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
         raise SystemExit(f"flowerconfig: set {name} (e.g. {name}={example}); Flower must not run without it")
+    if "change-me" in value:
+        raise SystemExit(f"flowerconfig: {name} still has the placeholder from config/example.env: choose your own")
     return value
 
 

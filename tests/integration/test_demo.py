@@ -21,6 +21,12 @@ pytestmark = pytest.mark.integration
 
 OK = "✓"
 
+# Other test sessions may run workers on the shared integration database at the same time, with
+# another test CA; one of them would take the demo's deliveries (and the demo's worker theirs).
+# So the demo runs against a database of its own on the integration Redis: found, not started
+# by the demo, never flushed by it.
+OWN_DB = int(os.environ.get("TEST_DEMO_REDIS_DB", "11"))
+
 
 def _demo_env(redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
@@ -58,6 +64,7 @@ def _answers(url: str) -> bool:
 
 def test_the_demo_shows_verified_mapped_slack_retried_dead_and_replayed_deliveries(redis_url, tmp_path):
     # Given the integration Redis, holding a key of someone else's that the demo must not touch
+    redis_url = f"{redis_url.rsplit('/', 1)[0]}/{OWN_DB}"
     r = redis.Redis.from_url(redis_url)
     sentinel = f"not-the-demos:{uuid.uuid4().hex}"
     r.set(sentinel, "keep me", ex=600)
