@@ -10,7 +10,9 @@ from typing import Iterator
 import pytest
 import redis
 
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+TEST_REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Databases a test session may claim (14 is the benchmarks', 0 the default of users).
+_TEST_DBS = (13, 12, 11, 10, 9, 8, 7, 6)
 
 
 def _redis_up(url: str) -> bool:
@@ -21,14 +23,33 @@ def _redis_up(url: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """A real Redis database, emptied once per session (tests use unique account names)."""
-    if not _redis_up(TEST_REDIS_URL):
+def redis_url() -> Iterator[str]:
+    """A real Redis database of this session's own, emptied at the start.
+
+    Test sessions running at once (several developers' checkouts on one machine) must not
+    share a database: their workers would consume each other's deliveries. Each session
+    claims a free database with a lease key and releases it at the end.
+    """
+    base = TEST_REDIS_BASE.rstrip("/")
+    if "/" in base.split("://", 1)[1]:
+        base = base.rsplit("/", 1)[0]
+    if not _redis_up(f"{base}/0"):
         if os.environ.get("CI"):
-            pytest.fail(f"no Redis at {TEST_REDIS_URL}: .ci/run should have started one")
-        pytest.skip(f"no Redis at {TEST_REDIS_URL}")
-    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
-    return TEST_REDIS_URL
+            pytest.fail(f"no Redis at {base}: .ci/run should have started one")
+        pytest.skip(f"no Redis at {base}")
+    token = uuid.uuid4().hex
+    for db in _TEST_DBS:
+        client = redis.Redis.from_url(f"{base}/{db}")
+        if client.set("wh:test-session", token, nx=True, ex=3600):
+            client.flushdb()
+            client.set("wh:test-session", token, ex=3600)
+            try:
+                yield f"{base}/{db}"
+            finally:
+                if client.get("wh:test-session") == token.encode():
+                    client.delete("wh:test-session")
+            return
+    pytest.fail(f"no free test database at {base} (all of {_TEST_DBS} are claimed by running sessions)")
 
 
 @pytest.fixture(scope="session")

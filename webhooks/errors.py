@@ -11,8 +11,8 @@
     ├── EncryptionError          encrypted data and a missing or wrong WEBHOOKS_ENCRYPTION_KEY
     ├── SignatureError           receiver side: the webhook does not verify
     └── DeliveryError            one attempt to deliver failed (carries delivery id, host, status)
-        ├── TransientDeliveryError   retry on schedule (timeouts, 5xx, 429, connection errors)
-        └── PermanentDeliveryError   dead-letter at once (410, URL refused, TLS name mismatch)
+        ├── TransientDeliveryError   retry on schedule (timeouts, 5xx, 429, connection and TLS errors)
+        └── PermanentDeliveryError   dead-letter at once (410, URL refused, mapping failed)
 
 Errors carry context (ids, status, host), never secrets or payloads.
 """
