@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import health, records, signing, stats, subscriptions
+from . import health, mover, records, signing, stats, subscriptions
 from .connection import get_redis
 from .errors import DeliveryError, EncryptionError, NotFound, ValidationError
 from .keys import K
@@ -142,7 +142,7 @@ def attempt(delivery_id: str, *, now: float | None = None) -> Outcome:
     slots = EndpointSlots(r)
     lease_s = settings.total_timeout_s + 30
     if not slots.acquire(endpoint, delivery_id, settings.endpoint_concurrency, lease_s):
-        return _wait(delivery_id, 0.5 + _rng.random(), "endpoint busy", settings)
+        return _wait_for_slot(delivery_id, endpoint, slots, settings.endpoint_concurrency, lease_s)
     try:
         # Asked last: a half-open breaker hands its one probe to a delivery that can go now.
         breaker = CircuitBreaker(r, breaker_config(settings))
@@ -152,6 +152,26 @@ def attempt(delivery_id: str, *, now: float | None = None) -> Outcome:
         return _send(delivery_id, rec, sub, body_raw, breaker, settings, now)
     finally:
         slots.release(endpoint, delivery_id)
+        mover.wake_one(endpoint)
+
+
+def _wait_for_slot(delivery_id: str, endpoint: str, slots: Any, limit: int, lease_s: float) -> Outcome:
+    # Every slot is taken: park until a holder releases one and wakes us (oldest waiter
+    # first), instead of polling. A slow or hanging endpoint's queued deliveries then cost
+    # one task run each while its slots are held, not one per poll. The fallback time is
+    # the slot lease: a holder killed mid-attempt wakes nobody, but its lease ends by then.
+    now = time.time()
+    pipe = get_redis().pipeline(transaction=True)
+    records.update(delivery_id, pipe=pipe, status="waiting", reason="endpoint busy", due=repr(now + lease_s))
+    pipe.zadd(K.parked(), {delivery_id: now + lease_s})
+    pipe.zadd(K.slot_waiters(endpoint), {delivery_id: now})
+    pipe.expire(K.slot_waiters(endpoint), int(lease_s) + 60)
+    pipe.execute()
+    # Registered first, checked second: a slot released before we registered woke nobody,
+    # so we wake the oldest waiter ourselves.
+    if slots.in_flight(endpoint) < limit:
+        mover.wake_one(endpoint)
+    return Outcome("park", delivery_id, delay_s=lease_s, reason="endpoint busy")
 
 
 def _wait(delivery_id: str, delay_s: float, reason: str, settings: Settings) -> Outcome:

@@ -58,6 +58,12 @@ class K:
         return "wh:accounts"
 
     @staticmethod
+    def slot_waiters(endpoint: str) -> str:
+        """Sorted set delivery_id -> time it began waiting: deliveries parked because every
+        slot of the endpoint was taken; each released slot wakes the oldest."""
+        return f"wh:slotwait:{endpoint}"
+
+    @staticmethod
     def parked() -> str:
         """Sorted set delivery_id -> due unix time: long-tier retries waiting in Redis."""
         return "wh:parked"

@@ -1,7 +1,10 @@
-"""Moves long-tier retries that are due from the parked sorted set back onto the queue.
+"""Moves parked deliveries from the parked sorted set back onto the queue: long-tier
+retries when they are due (``move_due``, run by beat), and deliveries waiting for an
+endpoint's slot as soon as one is released (``wake_one``).
 
-Safe to run twice at once: each id is moved only by the caller whose ZREM removed it,
-inside the same Lua call that pushes its message, so it is never lost or doubled.
+Safe to run twice at once, and the two against each other: each id is moved only by the
+caller whose ZREM on the parked set removed it, inside the same Lua call that pushes its
+message, so it is never lost or doubled.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from .connection import get_redis
 from .enqueue import DELIVER_TASK, RETRIES_QUEUE, task_message
 from .keys import K
 
-__all__ = ["move_due"]
+__all__ = ["move_due", "wake_one"]
 
 _MOVE_LUA = """
 -- KEYS: parked, queue; ARGV: (delivery id, message)*
@@ -25,6 +28,39 @@ for i = 1, #ARGV, 2 do
 end
 return moved
 """
+
+
+_WAKE_LUA = """
+-- KEYS: parked, queue, waiters; ARGV: (delivery id, message)*, oldest first.
+-- Wakes the first candidate still parked; the others stay waiting (or were moved already).
+for i = 1, #ARGV, 2 do
+  redis.call('ZREM', KEYS[3], ARGV[i])
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+    redis.call('HSET', 'wh:dlv:' .. ARGV[i], 'status', 'retrying')
+    return ARGV[i]
+  end
+end
+return false
+"""
+
+_WAKE_CANDIDATES = 4
+
+
+def wake_one(endpoint: str) -> str | None:
+    """Move the oldest delivery waiting for a slot of ``endpoint`` onto the retries queue
+    now, instead of at its fallback time; returns its id, or None when none was waiting.
+    Call it after releasing a slot. Racing callers wake different deliveries."""
+    r = get_redis()
+    waiting = r.zrange(K.slot_waiters(endpoint), 0, _WAKE_CANDIDATES - 1)
+    if not waiting:
+        return None
+    argv: list[str] = []
+    for d in waiting:
+        did = d.decode()
+        argv += [did, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]
+    woken = r.eval(_WAKE_LUA, 3, K.parked(), RETRIES_QUEUE, K.slot_waiters(endpoint), *argv)
+    return woken.decode() if isinstance(woken, bytes) else None
 
 
 def move_due(now: float | None = None, batch: int = 500) -> int:
