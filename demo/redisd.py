@@ -20,7 +20,7 @@ import redis
 
 from .processes import ROOT, Child, DemoError, wait_until
 
-__all__ = ["RedisHandle", "ensure_redis", "MIN_VERSION"]
+__all__ = ["RedisHandle", "ensure_redis", "waiting_consumers", "MIN_VERSION"]
 
 # Celery 5.7's Redis transport needs 6.2 or newer.
 MIN_VERSION = (6, 2)
@@ -55,6 +55,22 @@ def _server_version(url: str) -> str | None:
             client.close()
     except (redis.RedisError, OSError, ValueError):
         return None
+
+
+def waiting_consumers(url: str) -> int:
+    """How many clients block on a list pop in ``url``'s database right now: Celery workers, most
+    likely, which would take the demo's deliveries (and whose deliveries the demo's worker would
+    take). 0 when it cannot be told (CLIENT LIST refused)."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            db = int(client.connection_pool.connection_kwargs.get("db", 0))
+            clients = client.client_list()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return 0
+    return sum(1 for c in clients if str(c.get("db")) == str(db) and c.get("cmd") in {"brpop", "blpop", "brpoplpush", "blmove"})
 
 
 def _free_port() -> int:

@@ -20,7 +20,7 @@ import redis
 
 from . import show
 from .processes import ROOT, DemoError, Worker, wait_until
-from .redisd import RedisHandle, ensure_redis
+from .redisd import RedisHandle, ensure_redis, waiting_consumers
 
 __all__ = ["main"]
 
@@ -147,6 +147,9 @@ def _run(run_dir: Path, stack: Stack) -> None:
     stack.redis = ensure_redis(default_url, run_dir)
     how = "started for the demo, AOF on, stopped at the end" if stack.redis.child else "found; the demo writes only its own account"
     show.say(f"{stack.redis.origin}: Redis {stack.redis.version} at {stack.redis.url} ({how})")
+    if stack.redis.child is None and waiting_consumers(stack.redis.url):
+        show.say("note: other clients (Celery workers?) wait on queues in this database; they may take the demo's "
+                 "deliveries and fail them. Point WEBHOOKS_REDIS_URL at a free database, or at nothing answering.")
 
     show.step(2, "A throwaway CA and an HTTPS receiver on 127.0.0.1")
     from .endpoints import Endpoints, Reply, make_ca, verify_both
