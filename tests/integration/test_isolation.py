@@ -10,8 +10,10 @@ import pytest
 
 import webhooks
 from webhooks import events, records
+from webhooks.connection import get_redis
+from webhooks.keys import K
 from tests.support.receiver import Reply
-from tests.support.worker import Worker
+from tests.support.worker import Worker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +50,13 @@ def test_nine_healthy_endpoints_are_served_while_a_tenth_hangs_until_the_deadlin
     dead_ids = [d for p in published for d in p.delivery_ids if records.load(d)["sub"] == dead.id]
     assert len(dead_ids) == 10
     assert all(records.attempts(d) == [] for d in dead_ids), "a hanging attempt ended before the healthy were served"
-    # ... and the dead endpoint never held more than its slots of the worker's threads
+    # ... the dead endpoint never held more than its slots of the worker's threads
     assert len(receiver.requests_for("/dead")) <= SLOTS
     assert elapsed < TOTAL_TIMEOUT_S - 1
+    # ... and its other deliveries wait parked for a released slot instead of polling for one
+    def waiting() -> set[str]:
+        return {d.decode() for d in get_redis().zrange(K.slot_waiters(dead.id), 0, -1)}
+
+    wait_until(lambda: len(waiting()) == len(dead_ids) - len(receiver.requests_for("/dead")), 2,
+               message="every dead delivery not in flight to be waiting for a slot")
+    assert waiting() == {d for d in dead_ids if records.load(d)["status"] == "waiting"}
