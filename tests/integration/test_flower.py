@@ -29,11 +29,6 @@ pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "ops", "flower-smoke-test-password"
 
-# Other test sessions may run workers on the shared integration database at the same time, with
-# another test CA; one of them could take our delivery. So this test uses a database of its own
-# (never flushed; a fresh account).
-OWN_DB = int(os.environ.get("TEST_FLOWER_REDIS_DB", "10"))
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -81,39 +76,19 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 @pytest.fixture
-def own_env(stack_env: dict[str, str]) -> dict[str, str]:
-    """The shared worker/producer environment, on this test's own database."""
-    base = stack_env["WEBHOOKS_REDIS_URL"].rsplit("/", 1)[0]
-    return {**stack_env, "WEBHOOKS_REDIS_URL": f"{base}/{OWN_DB}"}
-
-
-@pytest.fixture
-def configured(own_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """This process configured like our worker (overrides the conftest fixture of that name)."""
-    from webhooks.settings import reload_settings
-
-    for k, v in own_env.items():
-        monkeypatch.setenv(k, v)
-    reload_settings()
-    yield own_env
-    monkeypatch.undo()
-    reload_settings()
-
-
-@pytest.fixture
-def events_worker(own_env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
+def events_worker(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
     """A worker that sends task events (-E), as Flower needs."""
-    w = Worker(own_env, tmp_path / "worker.log", beat=False, extra_args=("-E",)).start(timeout_s=60)
+    w = Worker(stack_env, tmp_path / "worker.log", beat=False, extra_args=("-E",)).start(timeout_s=60)
     yield w
     w.stop()
 
 
 @pytest.fixture
-def flower(own_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+def flower(stack_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """Flower with config/flowerconfig.py on a free loopback port; yields its base URL."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
-    env.update(own_env, PYTHONPATH=str(ROOT), FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD}",
+    env.update(stack_env, PYTHONPATH=str(ROOT), FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD}",
                FLOWER_COOKIE_SECRET="smoke-test-cookie-secret", FLOWER_PORT=str(port))
     log_path = tmp_path / "flower.log"
     with open(log_path, "ab") as log:
