@@ -14,20 +14,27 @@ from standardwebhooks.webhooks import Webhook
 import webhooks
 from webhooks import events, secretbox, subscriptions
 from webhooks.keys import K
+from tests.faults.support import RedisServer
 from tests.support.worker import ROOT, Worker
 
 pytestmark = pytest.mark.integration
 
-# Its own database of the test Redis (never flushed): a worker without the key must not take
-# these deliveries (see test_security_isolation).
-OWN_DB = int(os.environ.get("TEST_SECURITY_REDIS_DB", "12"))
+# Its own redis-server: a worker without the key (another test session's) must not take these
+# deliveries.
 KEY = secretbox.new_key()
 
 
 @pytest.fixture(scope="module")
-def key_env(stack_env: dict[str, str]) -> dict[str, str]:
-    base = stack_env["WEBHOOKS_REDIS_URL"].rsplit("/", 1)[0]
-    return {**stack_env, "WEBHOOKS_REDIS_URL": f"{base}/{OWN_DB}", "WEBHOOKS_ENCRYPTION_KEY": KEY}
+def own_redis(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this module's own (config/redis.conf, a free port), stopped after it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def key_env(stack_env: dict[str, str], own_redis: RedisServer) -> dict[str, str]:
+    return {**stack_env, "WEBHOOKS_REDIS_URL": own_redis.url, "WEBHOOKS_ENCRYPTION_KEY": KEY}
 
 
 @pytest.fixture(scope="module")

@@ -14,21 +14,28 @@ from webhooks import audit, deadletters, events, records, subscriptions
 from webhooks.errors import NotFound
 from webhooks.keys import K
 from tests.support.receiver import Reply
+from tests.faults.support import RedisServer
 from tests.support.worker import ROOT, Worker, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-# Other test sessions may run workers on the shared integration database at the same time, with
+# Other test sessions may run workers on the shared integration Redis at the same time, with
 # another test CA or other settings; a worker that cannot verify our receiver would take our
-# deliveries. So these tests run on a database of their own (never flushed; fresh accounts).
-OWN_DB = int(os.environ.get("TEST_SECURITY_REDIS_DB", "12"))
+# deliveries. So these tests run on a redis-server of their own.
 
 
 @pytest.fixture(scope="module")
-def own_env(stack_env: dict[str, str]) -> dict[str, str]:
-    base = stack_env["WEBHOOKS_REDIS_URL"].rsplit("/", 1)[0]
-    return {**stack_env, "WEBHOOKS_REDIS_URL": f"{base}/{OWN_DB}"}
+def own_redis(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this module's own (config/redis.conf, a free port), stopped after it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def own_env(stack_env: dict[str, str], own_redis: RedisServer) -> dict[str, str]:
+    return {**stack_env, "WEBHOOKS_REDIS_URL": own_redis.url}
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from webhooks import deadletters, events, records, signing, subscriptions
 from webhooks.enqueue import DELIVERIES_QUEUE, RETRIES_QUEUE
 from webhooks.keys import K
 from tests.support.receiver import Reply
+from tests.faults.support import RedisServer
 from tests.support.worker import ROOT, Worker, wait_until
 
 pytestmark = pytest.mark.integration
@@ -132,18 +133,24 @@ def _queued_messages(r: redis_lib.Redis) -> list[bytes]:
     return out
 
 
-# This test's worker must be the only consumer of the queues (a worker without SENTRY_DSN would
-# take some of its deliveries), so it runs on its own database of the test Redis; never flushed.
-OWN_DB = int(os.environ.get("TEST_SECURITY_REDIS_DB", "12"))
+# This test's worker must be the only consumer of the queues (a worker without SENTRY_DSN, of
+# another test session, would take some of its deliveries), so it has a redis-server of its own.
+
+
+@pytest.fixture(scope="module")
+def own_redis(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this module's own (config/redis.conf, a free port), stopped after it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def own_env(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """stack_env on a database of its own, and this process configured with it."""
+def own_env(stack_env: dict[str, str], own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """stack_env on our own redis-server, and this process configured with it."""
     from webhooks.settings import reload_settings
 
-    base = stack_env["WEBHOOKS_REDIS_URL"].rsplit("/", 1)[0]
-    env = {**stack_env, "WEBHOOKS_REDIS_URL": f"{base}/{OWN_DB}"}
+    env = {**stack_env, "WEBHOOKS_REDIS_URL": own_redis.url}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reload_settings()
