@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from .connection import get_redis
+from .ids import check_account
 from .keys import K
 
 __all__ = ["record", "entries", "MAX_ENTRIES"]
@@ -41,5 +42,6 @@ def record(
 
 def entries(account: str, limit: int = 100) -> list[dict[str, Any]]:
     """The newest ``limit`` entries of ``account``."""
+    check_account(account)
     raw = get_redis().lrange(K.audit(account), 0, max(0, limit - 1))
     return [json.loads(r) for r in raw]

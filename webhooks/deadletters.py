@@ -14,6 +14,7 @@ from . import audit, records
 from .connection import get_redis
 from .enqueue import DELIVER_TASK, RETRIES_QUEUE, task_message
 from .errors import NotFound, ValidationError
+from .ids import check_account
 from .keys import K
 from .settings import get_settings
 
@@ -73,6 +74,7 @@ def record(delivery_id: str, reason: str | None = None, *, error: str | None = N
 
 def get(account: str, delivery_id: str) -> dict[str, Any]:
     """One dead letter of ``account``. Raises NotFound."""
+    check_account(account)
     raw = get_redis().hget(K.dead(account), delivery_id)
     if raw is None:
         raise NotFound(f"no dead letter {delivery_id} in account {account}")
@@ -88,6 +90,7 @@ def list_dead(
     limit: int | None = 100,
 ) -> list[dict[str, Any]]:
     """Dead letters of ``account``, oldest first, filtered by subscription and death time."""
+    check_account(account)
     r = get_redis()
     ids = r.zrangebyscore(K.dead_index(account), since if since is not None else "-inf", until if until is not None else "+inf")
     if not ids:

@@ -20,7 +20,7 @@ from .errors import PublishError
 from .ids import check_account, new_id
 from .keys import K
 from .settings import Settings, get_settings
-from .subscriptions import Subscription
+from .subscriptions import Subscription, readable
 
 __all__ = ["PublishedEvent", "publish", "enqueue_envelope"]
 
@@ -101,7 +101,7 @@ def enqueue_envelope(account: str, envelope: dict[str, Any], body: bytes) -> Pub
     raw = r.hgetall(K.subs(account))
     if not raw:
         return PublishedEvent(envelope["id"], envelope["type"], account, 0)
-    subs = [Subscription.from_json(v) for v in raw.values()]
+    subs = readable(account, raw)
     matched = sorted((sub for sub in subs if _matches(sub, envelope)), key=lambda x: x.created_at)
     if not matched:
         return PublishedEvent(envelope["id"], envelope["type"], account, 0)

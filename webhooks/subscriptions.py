@@ -7,6 +7,7 @@ account is simply not in this account's hash, so it is "not found".
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -32,6 +33,8 @@ __all__ = [
     "MAX_GRACE_S",
     "DEFAULT_GRACE_S",
 ]
+
+log = logging.getLogger("webhooks.subscriptions")
 
 DEFAULT_GRACE_S = 24 * 3600
 MAX_GRACE_S = 7 * 24 * 3600
@@ -100,6 +103,13 @@ class Subscription:
         if reveal:
             d["previous_secrets"] = self.signing_secrets(now)[1:]
         return d
+
+
+def _check_description(text: Any) -> str:
+    text = "" if text is None else str(text)
+    if len(text) > 500:
+        raise ValidationError("description is over 500 characters", {"description": ["too long"]})
+    return text
 
 
 def _check_events(events: Iterable[str]) -> tuple[str, ...]:
@@ -193,15 +203,13 @@ def create(
         signing.decode_secret(secret)
     plain = secret or signing.generate_secret()
     now = time.time()
-    if len(description) > 500:
-        raise ValidationError("description is over 500 characters", {"description": ["too long"]})
     sub = Subscription(
         id=new_id("sub"),
         account=account,
         url=_check_url(url, settings),
         events=_check_events(events),
         secret=secretbox.seal(plain, settings.encryption_key),
-        description=description,
+        description=_check_description(description),
         created_at=now,
         updated_at=now,
         transform=_check_transform(transform),
@@ -229,8 +237,19 @@ def get(account: str, subscription_id: str) -> Subscription:
 def list_subscriptions(account: str) -> list[Subscription]:
     """Every subscription of ``account``, oldest first."""
     check_account(account)
-    subs = [Subscription.from_json(v) for v in get_redis().hvals(K.subs(account))]
-    return sorted(subs, key=lambda s: s.created_at)
+    return sorted(readable(account, get_redis().hgetall(K.subs(account))), key=lambda s: s.created_at)
+
+
+def readable(account: str, raw: dict[bytes, bytes]) -> list[Subscription]:
+    """Parse an account's stored records; an unreadable one is logged and skipped, so one
+    damaged record never stops deliveries or listings for the rest of the account."""
+    out = []
+    for sub_id, value in raw.items():
+        try:
+            out.append(Subscription.from_json(value))
+        except (ValueError, TypeError, KeyError):
+            log.error("subscription record %r of account %s is unreadable; skipped", sub_id, account)
+    return out
 
 
 _UPDATABLE = {"url", "events", "description", "transform", "retry_schedule", "rate_limit_per_s"}
@@ -252,7 +271,7 @@ def update(account: str, subscription_id: str, *, actor: str | None = None, **ch
     if "events" in changes:
         checked["events"] = _check_events(changes["events"])
     if "description" in changes:
-        checked["description"] = str(changes["description"] or "")[:500]
+        checked["description"] = _check_description(changes["description"])
     if "transform" in changes:
         checked["transform"] = _check_transform(changes["transform"])
     if "retry_schedule" in changes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import http.client
 import itertools
+import logging
 import socket
 import ssl
 import threading
@@ -38,6 +39,10 @@ from urllib3.util import Timeout
 from .errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError, UrlRefused
 from .settings import Settings, get_settings
 from .urlguard import Resolver, Target, check_url
+
+# urllib3 logs every request line, query string included, at DEBUG; a customer's endpoint
+# URL may carry a token there. Our own log lines name the subscription instead.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 __all__ = [
     "OutgoingRequest",

@@ -122,3 +122,22 @@ def test_our_message_matches_what_celery_itself_would_publish():
     c_args, c_kwargs, c_embed = celery_msg.body
     assert (args, kwargs) == (list(c_args), c_kwargs) and set(embed) == set(c_embed)
     assert ours["properties"]["delivery_info"] == {"exchange": "", "routing_key": DELIVERIES_QUEUE}
+
+
+def test_one_unreadable_subscription_record_does_not_stop_the_others(fake_redis):
+    # Given a damaged record beside a good one
+    good = subscriptions.create("acme", "https://127.0.0.1/a", ["message.sent"])
+    fake_redis.hset(K.subs("acme"), "sub_broken", b"{not json")
+    # When an event is published and the subscriptions listed
+    published = webhooks.publish("acme", "message.sent", events.sample("message.sent"))
+    # Then the good one still gets its delivery and is listed
+    assert published.deliveries == 1
+    assert [s.id for s in subscriptions.list_subscriptions("acme")] == [good.id]
+
+
+def test_update_refuses_an_overlong_description_like_create_does(fake_redis):
+    sub = subscriptions.create("acme", "https://127.0.0.1/a", ["message.sent"])
+    with pytest.raises(webhooks.ValidationError) as err:
+        subscriptions.update("acme", sub.id, description="x" * 501)
+    assert "description" in err.value.errors
+    assert subscriptions.get("acme", sub.id).description == ""
