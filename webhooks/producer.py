@@ -6,6 +6,7 @@ all of it lands or none of it: nothing is half-enqueued.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -16,13 +17,15 @@ import redis
 from . import events
 from .connection import get_redis
 from .enqueue import DELIVER_TASK, DELIVERIES_QUEUE, task_message
-from .errors import PublishError
+from .errors import PublishError, ValidationError
 from .ids import check_account, new_id
 from .keys import K
 from .settings import Settings, get_settings
 from .subscriptions import Subscription, readable
 
 __all__ = ["PublishedEvent", "publish", "enqueue_envelope"]
+
+log = logging.getLogger("webhooks.producer")
 
 _PUBLISH_LUA = """
 -- KEYS: seen-marker, event, event-refs, account delivery index, queue
@@ -85,7 +88,14 @@ def _transform_for(sub: Subscription) -> Any:
 def _matches(sub: Subscription, envelope: dict[str, Any]) -> bool:
     if not sub.enabled or not sub.wants(envelope["type"]):
         return False
-    t = _transform_for(sub)
+    try:
+        t = _transform_for(sub)
+    except ValidationError:
+        # A stored spec that no longer compiles (limits changed since it was saved): enqueue,
+        # so the delivery dead-letters with reason "transform" where an operator sees it,
+        # rather than silently dropping events or failing the whole account's publish.
+        log.error("subscription %s of account %s has a transform that no longer compiles", sub.id, sub.account)
+        return True
     return t is None or t.accepts(envelope)
 
 

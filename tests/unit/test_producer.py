@@ -141,3 +141,16 @@ def test_update_refuses_an_overlong_description_like_create_does(fake_redis):
         subscriptions.update("acme", sub.id, description="x" * 501)
     assert "description" in err.value.errors
     assert subscriptions.get("acme", sub.id).description == ""
+
+
+def test_a_stored_transform_that_no_longer_compiles_is_enqueued_to_fail_visibly(fake_redis):
+    # Given a subscription whose stored filter is broken (saved under older limits)
+    sub = subscriptions.create("acme", "https://127.0.0.1/a", ["message.sent"], transform={"filter": "type == 'message.sent'"})
+    broken = json.loads(fake_redis.hget(K.subs("acme"), sub.id))
+    broken["transform"]["filter"] = "((("
+    fake_redis.hset(K.subs("acme"), sub.id, json.dumps(broken))
+    other = subscriptions.create("acme", "https://127.0.0.1/b", ["message.sent"])
+    # When an event is published, Then publishing works for the account and both are enqueued
+    published = webhooks.publish("acme", "message.sent", events.sample("message.sent"))
+    assert published.deliveries == 2
+    assert {fake_redis.hget(K.delivery(d), "sub").decode() for d in published.delivery_ids} == {sub.id, other.id}
