@@ -33,6 +33,8 @@ def celery_config(s: Settings) -> dict[str, Any]:
     }
     return {
         "broker_url": s.redis_url,
+        # kombu's Redis transport, with the race that made a worker exit on a Redis restart closed.
+        "broker_transport": "workers.transport:Transport",
         "broker_transport_options": transport_options,
         # Keep reconnecting after a Redis restart instead of exiting the worker.
         "broker_connection_retry": True,
