@@ -4,8 +4,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Task
+from celery.exceptions import Reject
 from celery.signals import task_failure
+from kombu.exceptions import OperationalError
 
 from webhooks import deadletters, delivery, mover
 from webhooks.enqueue import RETRIES_QUEUE
@@ -14,6 +17,10 @@ from webhooks.errors import PermanentDeliveryError, TransientDeliveryError
 from . import app, monitoring
 
 log = logging.getLogger("webhooks.tasks")
+
+# Redis unreachable (restart, failover, network): not the delivery's fault, and nothing about it
+# can be written down. Failing the task would ack its message and lose the delivery.
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
 class DeliveryTask(Task):  # type: ignore[misc]
@@ -42,8 +49,15 @@ class DeliveryTask(Task):  # type: ignore[misc]
         if isinstance(exc, TransientDeliveryError) and exc.retry_after_s is not None:
             countdown = exc.retry_after_s
         options.setdefault("queue", RETRIES_QUEUE)
-        return super().retry(args=args, kwargs=kwargs, exc=exc, throw=throw, eta=eta,
-                             countdown=countdown, max_retries=max_retries, **options)
+        try:
+            return super().retry(args=args, kwargs=kwargs, exc=exc, throw=throw, eta=eta,
+                                 countdown=countdown, max_retries=max_retries, **options)
+        except Reject as rejected:
+            # Celery turns a retry it could not publish into Reject(requeue=False): the message
+            # would be dropped and the delivery left "retrying" for ever. Requeue it instead.
+            if isinstance(rejected.reason, _REDIS_DOWN):
+                raise Reject(rejected.reason, requeue=True) from None
+            raise
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         _dead_letter(exc, args)
@@ -72,7 +86,13 @@ def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: 
 @app.task(name="webhooks.deliver", base=DeliveryTask, bind=True)
 def deliver(self: DeliveryTask, delivery_id: str) -> str:
     """Attempt one delivery and map the Outcome (see webhooks.delivery)."""
-    outcome = delivery.attempt(delivery_id)
+    try:
+        outcome = delivery.attempt(delivery_id)
+    except _REDIS_DOWN as exc:
+        # Back to the head of its queue; if Redis is still down the message stays unacked in
+        # Redis and comes back after the visibility timeout. At-least-once: same webhook-id.
+        log.warning("delivery %s requeued: Redis unreachable (%s)", delivery_id, type(exc).__name__)
+        raise Reject(exc, requeue=True) from None
     if outcome.action in ("retry", "wait"):
         raise TransientDeliveryError(
             outcome.error or outcome.reason or "retry",
