@@ -411,3 +411,22 @@ def assert_nothing_lost(t: Tally, *, dead: int | None = 0) -> None:
     assert t.ledger["delivered"] + t.ledger["dead"] == t.enqueued, t
     if dead is not None:
         assert t.dead == dead, t
+
+
+def popped_but_never_recorded(stack: Stack, account: str) -> list[str]:
+    """Deliveries still pending, never attempted, whose task message is nowhere: not in a queue,
+    not in kombu's unacked set, not parked. That is kombu's Redis transport window: BRPOP takes
+    the message off the queue, and only a separate later write records it as unacked; a Redis
+    SIGKILL in between loses the message (the ledger shows the delivery pending for ever)."""
+    from webhooks.enqueue import DELIVERIES_QUEUE, RETRIES_QUEUE
+    from webhooks.keys import K
+
+    r = stack.redis.client()
+    blob = b"".join(r.lrange(DELIVERIES_QUEUE, 0, -1) + r.lrange(RETRIES_QUEUE, 0, -1) + r.hvals("unacked"))
+    parked = {p.decode() for p in r.zrange(K.parked(), 0, -1)}
+    out = []
+    for did in stack.enqueued(account):
+        rec = r.hmget(K.delivery(did), "status", "attempts")
+        if rec[0] == b"pending" and int(rec[1] or 0) == 0 and did.encode() not in blob and did not in parked:
+            out.append(did)
+    return out
