@@ -24,6 +24,9 @@ def celery_config(s: Settings) -> dict[str, Any]:
         # come back within visibility_timeout + restore interval (one cheap ZRANGE per tick).
         "unacked_restore_interval": _restore_interval_s(s.visibility_timeout_s),
         "unacked_restore_throttle": 1,
+        # A sweeper SIGKILLed while holding the sweep's mutex blocks every sweep until it expires
+        # (kombu: 300 s); sweeps take milliseconds, so let it expire within a few ticks.
+        "unacked_mutex_expire": max(5, min(60, int(s.visibility_timeout_s // 4))),
         # kombu's defaults are None: a dead Redis would block a producer for minutes.
         "socket_connect_timeout": 2,
         "socket_timeout": 5,
