@@ -430,3 +430,18 @@ def popped_but_never_recorded(stack: Stack, account: str) -> list[str]:
         if rec[0] == b"pending" and int(rec[1] or 0) == 0 and did.encode() not in blob and did not in parked:
             out.append(did)
     return out
+
+
+def settle_or_xfail_kombu_window(stack: Stack, account: str, expected: int, timeout_s: float) -> None:
+    """``wait_settled``; if it times out only because of kombu's BRPOP-then-record window (see
+    ``popped_but_never_recorded``, kombu issue #305), xfail naming the deliveries; else fail."""
+    import pytest
+
+    try:
+        stack.wait_settled(account, expected, timeout_s)
+    except AssertionError:
+        stuck = popped_but_never_recorded(stack, account)
+        if stuck and stack.tally(account).lost == len(stuck):
+            pytest.xfail(f"kombu's BRPOP-then-record window lost {len(stuck)} task message(s) at the kill "
+                         f"(ledger: pending, 0 attempts, no message anywhere): {stuck}")
+        raise

@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from tests.faults.support import (Stack, Tally, after, assert_nothing_lost, paced, popped_but_never_recorded,
+from tests.faults.support import (Stack, Tally, after, assert_nothing_lost, paced, settle_or_xfail_kombu_window,
                                   wait_until)
 
 pytestmark = pytest.mark.faults
@@ -46,15 +46,7 @@ def test_redis_killed_and_restarted_mid_run_loses_no_acknowledged_publish(
     finally:
         done.set()
     # Then the same worker process, never restarted, delivers every acknowledged publish
-    try:
-        stack.wait_settled(account, 2 * len(stack.log.acknowledged), timeout_s=60)
-    except AssertionError:
-        lost_in_kombu = popped_but_never_recorded(stack, account)
-        t = report(stack.tally(account))
-        if lost_in_kombu and t.lost == len(lost_in_kombu):
-            pytest.xfail(f"kombu's BRPOP-then-record window lost {len(lost_in_kombu)} message(s) at the Redis "
-                         f"SIGKILL (ledger: pending, 0 attempts): {lost_in_kombu}")
-        raise
+    settle_or_xfail_kombu_window(stack, account, 2 * len(stack.log.acknowledged), timeout_s=60)
     t = report(stack.tally(account))
     assert_nothing_lost(t)
     assert stack.log.failed, "no publish met the outage: the test proved nothing"
