@@ -21,7 +21,8 @@ from .settings import get_settings
 __all__ = ["record", "list_dead", "get", "replay", "purge", "ReplayResult"]
 
 _RECORD_LUA = """
--- KEYS: dead hash, dead index, delivery record;  ARGV: delivery id, entry json, now, ttl
+-- KEYS: dead hash, dead index, delivery record, in-flight set;  ARGV: delivery id, entry json, now, ttl
+redis.call('ZREM', KEYS[4], ARGV[1])
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -59,10 +60,11 @@ def record(delivery_id: str, reason: str | None = None, *, error: str | None = N
     account = rec["account"]
     wrote = r.eval(
         _RECORD_LUA,
-        3,
+        4,
         K.dead(account),
         K.dead_index(account),
         K.delivery(delivery_id),
+        K.inflight(),
         delivery_id,
         json.dumps(entry),
         repr(now),
@@ -161,6 +163,7 @@ def replay(
         pipe.expire(K.delivery(did), get_settings().attempt_retention_s)
         pipe.zadd(K.deliveries(account), {did: time.time()})
         pipe.lpush(RETRIES_QUEUE, task_message(DELIVER_TASK, [did], RETRIES_QUEUE))
+        records.touch(did, pipe=pipe, add=True)
         pipe.hdel(K.dead(account), did)
         pipe.zrem(K.dead_index(account), did)
         pipe.execute()

@@ -94,6 +94,7 @@ def _discard(delivery_id: str, rec: dict[str, str], reason: str) -> Outcome:
 
     pipe = get_redis().pipeline(transaction=True)
     records.update(delivery_id, pipe=pipe, status="discarded", reason=reason)
+    pipe.zrem(K.inflight(), delivery_id)
     pipe.execute()
     release_payload(rec["evt"])
     log.info("delivery %s discarded: %s", delivery_id, reason)
@@ -118,6 +119,7 @@ def attempt(delivery_id: str, *, now: float | None = None) -> Outcome:
     settings = get_settings()
     r = get_redis()
     rec = records.load(delivery_id)
+    records.touch(delivery_id)
     if rec is None:
         log.warning("delivery %s is unknown or expired; dropped", delivery_id)
         return Outcome("skip", delivery_id, reason="unknown delivery")
@@ -166,6 +168,7 @@ def _wait_for_slot(delivery_id: str, endpoint: str, slots: Any, limit: int, leas
     pipe.zadd(K.parked(), {delivery_id: now + lease_s})
     pipe.zadd(K.slot_waiters(endpoint), {delivery_id: now})
     pipe.expire(K.slot_waiters(endpoint), int(lease_s) + 60)
+    records.touch(delivery_id, after_s=lease_s, pipe=pipe)
     pipe.execute()
     # Registered first, checked second: a slot released before we registered woke nobody,
     # so we wake the oldest waiter ourselves.
@@ -177,7 +180,10 @@ def _wait_for_slot(delivery_id: str, endpoint: str, slots: Any, limit: int, leas
 def _wait(delivery_id: str, delay_s: float, reason: str, settings: Settings) -> Outcome:
     if split_tier(delay_s, settings.max_countdown_s) == "park":
         return _park(delivery_id, delay_s, reason, status="parked")
-    records.update(delivery_id, status="waiting", reason=reason)
+    pipe = get_redis().pipeline(transaction=True)
+    records.update(delivery_id, pipe=pipe, status="waiting", reason=reason)
+    records.touch(delivery_id, after_s=delay_s, pipe=pipe)
+    pipe.execute()
     return Outcome("wait", delivery_id, delay_s=delay_s, reason=reason)
 
 
@@ -185,6 +191,7 @@ def _park(delivery_id: str, delay_s: float, reason: str, status: str = "parked")
     pipe = get_redis().pipeline(transaction=True)
     records.update(delivery_id, pipe=pipe, status=status, reason=reason, due=repr(time.time() + delay_s))
     pipe.zadd(K.parked(), {delivery_id: time.time() + delay_s})
+    records.touch(delivery_id, after_s=delay_s, pipe=pipe)
     pipe.execute()
     return Outcome("park", delivery_id, delay_s=delay_s, reason=reason)
 
@@ -255,7 +262,10 @@ def _send(
     get_redis().hincrby(K.delivery(delivery_id), "retries", 1)
     if split_tier(delay, settings.max_countdown_s) == "park":
         return _park(delivery_id, delay, error_msg or "retry")
-    records.update(delivery_id, status="retrying", due=repr(time.time() + delay))
+    pipe = get_redis().pipeline(transaction=True)
+    records.update(delivery_id, pipe=pipe, status="retrying", due=repr(time.time() + delay))
+    records.touch(delivery_id, after_s=delay, pipe=pipe)
+    pipe.execute()
     return Outcome("retry", delivery_id, delay_s=delay, reason=error_kind, status=status, error=error_msg)
 
 
@@ -267,8 +277,10 @@ def _dead(delivery_id: str, reason: str, status: int | None, error: str | None) 
 
 
 _DELIVERED_LUA = """
--- KEYS: delivery record; ARGV: status code, now. A second success of the same delivery
--- (at-least-once: a message re-delivered after a lost ack) is counted, not re-ended.
+-- KEYS: delivery record, in-flight set; ARGV: status code, now, delivery id. A second
+-- success of the same delivery (at-least-once: a message re-delivered after a lost ack)
+-- is counted, not re-ended.
+redis.call('ZREM', KEYS[2], ARGV[3])
 if redis.call('HGET', KEYS[1], 'status') == 'delivered' then
   redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
   return 0
@@ -282,7 +294,7 @@ return 1
 def _delivered(delivery_id: str, rec: dict[str, str], status: int | None) -> Outcome:
     from .deadletters import release_payload
 
-    first = get_redis().eval(_DELIVERED_LUA, 1, K.delivery(delivery_id), str(status), repr(time.time()))
+    first = get_redis().eval(_DELIVERED_LUA, 2, K.delivery(delivery_id), K.inflight(), str(status), repr(time.time()), delivery_id)
     if first:
         release_payload(rec["evt"])
     return Outcome("delivered", delivery_id, status=status)

@@ -64,6 +64,12 @@ class K:
         return f"wh:slotwait:{endpoint}"
 
     @staticmethod
+    def inflight() -> str:
+        """Sorted set delivery_id -> time by which it must show progress: every delivery not
+        yet ended, so the reconciler can find one whose message was lost."""
+        return "wh:inflight"
+
+    @staticmethod
     def parked() -> str:
         """Sorted set delivery_id -> due unix time: long-tier retries waiting in Redis."""
         return "wh:parked"

@@ -13,15 +13,17 @@ import time
 from .connection import get_redis
 from .enqueue import DELIVER_TASK, RETRIES_QUEUE, task_message
 from .keys import K
+from .settings import get_settings
 
 __all__ = ["move_due", "wake_one"]
 
 _MOVE_LUA = """
--- KEYS: parked, queue; ARGV: (delivery id, message)*
+-- KEYS: parked, queue, in-flight; ARGV: progress deadline, (delivery id, message)*
 local moved = 0
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
     redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+    redis.call('ZADD', KEYS[3], ARGV[1], ARGV[i])
     redis.call('HSET', 'wh:dlv:' .. ARGV[i], 'status', 'retrying')
     moved = moved + 1
   end
@@ -31,12 +33,14 @@ return moved
 
 
 _WAKE_LUA = """
--- KEYS: parked, queue, waiters; ARGV: (delivery id, message)*, oldest first.
--- Wakes the first candidate still parked; the others stay waiting (or were moved already).
-for i = 1, #ARGV, 2 do
+-- KEYS: parked, queue, waiters, in-flight; ARGV: progress deadline, (delivery id, message)*,
+-- oldest first. Wakes the first candidate still parked; the others stay waiting (or were
+-- moved already).
+for i = 2, #ARGV, 2 do
   redis.call('ZREM', KEYS[3], ARGV[i])
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
     redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+    redis.call('ZADD', KEYS[4], ARGV[1], ARGV[i])
     redis.call('HSET', 'wh:dlv:' .. ARGV[i], 'status', 'retrying')
     return ARGV[i]
   end
@@ -47,6 +51,10 @@ return false
 _WAKE_CANDIDATES = 4
 
 
+def _deadline() -> str:
+    return repr(time.time() + get_settings().progress_deadline_s)
+
+
 def wake_one(endpoint: str) -> str | None:
     """Move the oldest delivery waiting for a slot of ``endpoint`` onto the retries queue
     now, instead of at its fallback time; returns its id, or None when none was waiting.
@@ -55,11 +63,11 @@ def wake_one(endpoint: str) -> str | None:
     waiting = r.zrange(K.slot_waiters(endpoint), 0, _WAKE_CANDIDATES - 1)
     if not waiting:
         return None
-    argv: list[str] = []
+    argv: list[str] = [_deadline()]
     for d in waiting:
         did = d.decode()
         argv += [did, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]
-    woken = r.eval(_WAKE_LUA, 3, K.parked(), RETRIES_QUEUE, K.slot_waiters(endpoint), *argv)
+    woken = r.eval(_WAKE_LUA, 4, K.parked(), RETRIES_QUEUE, K.slot_waiters(endpoint), K.inflight(), *argv)
     return woken.decode() if isinstance(woken, bytes) else None
 
 
@@ -72,10 +80,10 @@ def move_due(now: float | None = None, batch: int = 500) -> int:
         due = r.zrangebyscore(K.parked(), "-inf", now, start=0, num=batch)
         if not due:
             return total
-        argv: list[str] = []
+        argv: list[str] = [_deadline()]
         for d in due:
             did = d.decode()
             argv += [did, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]
-        total += int(r.eval(_MOVE_LUA, 2, K.parked(), RETRIES_QUEUE, *argv))
+        total += int(r.eval(_MOVE_LUA, 3, K.parked(), RETRIES_QUEUE, K.inflight(), *argv))
         if len(due) < batch:
             return total

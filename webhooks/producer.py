@@ -28,19 +28,21 @@ __all__ = ["PublishedEvent", "publish", "enqueue_envelope"]
 log = logging.getLogger("webhooks.producer")
 
 _PUBLISH_LUA = """
--- KEYS: seen-marker, event, event-refs, account delivery index, queue
--- ARGV: body, ttl, n, account, event id, type, now, oldest-kept, then (delivery id, sub id, message)*
+-- KEYS: seen-marker, event, event-refs, account delivery index, queue, in-flight set
+-- ARGV: body, ttl, n, account, event id, type, now, oldest-kept, progress deadline,
+--       then (delivery id, sub id, message)*
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) == false then return -1 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[8])
-local i = 9
+local i = 10
 while i <= #ARGV do
   local dk = 'wh:dlv:' .. ARGV[i]
   redis.call('HSET', dk, 'account', ARGV[4], 'sub', ARGV[i + 1], 'evt', ARGV[5], 'type', ARGV[6],
              'status', 'pending', 'created', ARGV[7], 'updated', ARGV[7], 'retries', 0, 'attempts', 0)
   redis.call('EXPIRE', dk, ARGV[2])
   redis.call('ZADD', KEYS[4], ARGV[7], ARGV[i])
+  redis.call('ZADD', KEYS[6], ARGV[9], ARGV[i])
   redis.call('LPUSH', KEYS[5], ARGV[i + 2])
   i = i + 3
 end
@@ -119,13 +121,13 @@ def enqueue_envelope(account: str, envelope: dict[str, Any], body: bytes) -> Pub
 
     now = time.time()
     ttl = _payload_ttl_s(s)
-    argv: list[Any] = [body, ttl, len(matched), account, envelope["id"], envelope["type"], repr(now), repr(now - s.attempt_retention_s)]
+    argv: list[Any] = [body, ttl, len(matched), account, envelope["id"], envelope["type"], repr(now), repr(now - s.attempt_retention_s), repr(now + s.progress_deadline_s)]
     ids = []
     for sub in matched:
         did = new_id("msg")
         ids.append(did)
         argv += [did, sub.id, task_message(DELIVER_TASK, [did], DELIVERIES_QUEUE)]
-    keys = [f"wh:evt:{envelope['id']}:seen", K.event(envelope["id"]), K.event_refs(envelope["id"]), K.deliveries(account), DELIVERIES_QUEUE]
+    keys = [f"wh:evt:{envelope['id']}:seen", K.event(envelope["id"]), K.event_refs(envelope["id"]), K.deliveries(account), DELIVERIES_QUEUE, K.inflight()]
     n = _script(r)(keys=keys, args=argv)
     if n == -1:
         return PublishedEvent(envelope["id"], envelope["type"], account, 0, duplicate=True)

@@ -17,7 +17,7 @@ from .connection import get_redis
 from .keys import K
 from .settings import get_settings
 
-__all__ = ["Attempt", "load", "update", "log_attempt", "attempts", "list_for_account", "ENDED"]
+__all__ = ["Attempt", "load", "update", "touch", "log_attempt", "attempts", "list_for_account", "ENDED"]
 
 ENDED = frozenset({"delivered", "dead", "discarded"})
 
@@ -45,6 +45,14 @@ def load(delivery_id: str) -> dict[str, str] | None:
     """The record of ``delivery_id``, or None when unknown or expired."""
     h = get_redis().hgetall(K.delivery(delivery_id))
     return _decode(h) if h else None
+
+
+def touch(delivery_id: str, *, after_s: float = 0.0, pipe: Any = None, add: bool = False) -> None:
+    """Record progress: ``delivery_id`` is expected to show progress again within
+    ``after_s`` plus WEBHOOKS_RECONCILE_AFTER_S, or the reconciler looks for its message.
+    Only deliveries still in flight are touched unless ``add``."""
+    due = time.time() + after_s + get_settings().progress_deadline_s
+    (pipe if pipe is not None else get_redis()).zadd(K.inflight(), {delivery_id: due}, xx=not add)
 
 
 def update(delivery_id: str, pipe: Any = None, **fields: Any) -> None:

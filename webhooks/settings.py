@@ -43,6 +43,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_BREAKER_FAILURE_RATIO": ("0.7", "Circuit breaker: opens when at least this fraction of those attempts failed."),
     "WEBHOOKS_BREAKER_WINDOW_S": ("300", "Circuit breaker: the window over which attempts are counted."),
     "WEBHOOKS_BREAKER_COOLDOWN_S": ("30", "Circuit breaker: how long it stays open before one probe may go."),
+    "WEBHOOKS_RECONCILE_AFTER_S": ("", "A delivery that shows no progress this long, and whose message is in no queue, is re-enqueued (empty = visibility timeout + 60 s)."),
     "WEBHOOKS_DISABLE_AFTER_S": ("432000", "Disable a subscription whose endpoint has failed continuously this long (5 days)."),
     "WEBHOOKS_OPS_URL": ("", "Operator's URL that receives endpoint.failing / endpoint.recovered / endpoint.disabled webhooks."),
     "WEBHOOKS_OPS_SECRET": ("", "whsec_ secret signing those operational webhooks."),
@@ -107,6 +108,7 @@ class Settings:
     breaker_window_s: float = 300.0
     breaker_cooldown_s: float = 30.0
     disable_after_s: float = 432000.0
+    reconcile_after_s: float | None = None
     ops_url: str | None = None
     ops_secret: str | None = field(default=None, repr=False)
     outbox_path: str | None = None
@@ -133,6 +135,8 @@ class Settings:
             self.visibility_timeout_s,
             attempt_timeout_s=self.total_timeout_s,
         )
+        if self.reconcile_after_s is not None and self.reconcile_after_s <= 0:
+            raise ConfigurationError("WEBHOOKS_RECONCILE_AFTER_S must be positive")
         if self.endpoint_concurrency < 1:
             raise ConfigurationError("WEBHOOKS_ENDPOINT_CONCURRENCY must be at least 1")
         if self.breaker_min_requests < 1:
@@ -145,6 +149,13 @@ class Settings:
             raise ConfigurationError("WEBHOOKS_LOG_RESPONSE_BYTES must not exceed WEBHOOKS_MAX_RESPONSE_BYTES")
         if self.outbox_max_events < 1:
             raise ConfigurationError("WEBHOOKS_OUTBOX_MAX_EVENTS must be at least 1")
+
+    @property
+    def progress_deadline_s(self) -> float:
+        """How long a delivery may show no progress before the reconciler looks for its message."""
+        if self.reconcile_after_s is not None:
+            return self.reconcile_after_s
+        return self.visibility_timeout_s + 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -190,6 +201,7 @@ class Settings:
             breaker_window_s=conv("WEBHOOKS_BREAKER_WINDOW_S", float),  # type: ignore[arg-type]
             breaker_cooldown_s=conv("WEBHOOKS_BREAKER_COOLDOWN_S", float),  # type: ignore[arg-type]
             disable_after_s=conv("WEBHOOKS_DISABLE_AFTER_S", float),  # type: ignore[arg-type]
+            reconcile_after_s=conv("WEBHOOKS_RECONCILE_AFTER_S", lambda raw: float(raw) if raw.strip() else None),  # type: ignore[arg-type]
             ops_url=get("WEBHOOKS_OPS_URL") or None,
             ops_secret=get("WEBHOOKS_OPS_SECRET") or None,
             outbox_path=get("WEBHOOKS_OUTBOX") or None,

@@ -78,5 +78,7 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "beat_schedule": {
             "move-due-retries": {"task": "webhooks.move_due", "schedule": 1.0},
+            # kombu can lose a message a worker took but had not yet recorded (kombu #305).
+            "reconcile-lost-deliveries": {"task": "webhooks.reconcile", "schedule": 5.0},
         },
     }

@@ -117,6 +117,14 @@ def move_due() -> int:
     return mover.move_due()
 
 
+@app.task(name="webhooks.reconcile", ignore_result=True)
+def reconcile() -> dict[str, int]:
+    """Re-send deliveries whose message was lost (beat, every 5 s); see webhooks.reconcile."""
+    from webhooks import reconcile as reconciler
+
+    return reconciler.reconcile()
+
+
 @app.task(name="webhooks.replay_dead_letters", ignore_result=True)
 def replay_dead_letters(account: str, delivery_ids: list[str] | None = None, subscription_id: str | None = None,
                         since: float | None = None, actor: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,101 @@
+"""The reconciler: finds deliveries whose task message was lost, and sends them again.
+
+kombu's Redis transport takes a message with BRPOP and only then records it as unacked
+(kombu issue #305): a worker or Redis killed between the two loses the message, and its
+delivery would stay "pending" for ever. Every delivery not yet ended is therefore in the
+``wh:inflight`` sorted set, scored by the time it must show progress by (publish, each
+attempt, a scheduled retry, a park and the mover all push it forward; an end removes it).
+Beat runs ``reconcile()`` every few seconds. A delivery past its time whose message is in
+no queue, not unacked and not parked is re-enqueued on the retries queue, with the same
+delivery id (so the same ``webhook-id``). Safe to run twice at once: the re-send happens
+in one Lua call that first checks the delivery is still overdue.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from typing import Any, Iterable
+
+from .connection import get_redis
+from .enqueue import DELIVER_TASK, DELIVERIES_QUEUE, RETRIES_QUEUE, task_message
+from .keys import K
+from .records import ENDED
+from .settings import get_settings
+
+__all__ = ["reconcile", "UNACKED_KEY", "MAX_SCAN"]
+
+log = logging.getLogger("webhooks.reconcile")
+
+UNACKED_KEY = "unacked"  # kombu's Redis transport default (unacked_key)
+MAX_SCAN = 200_000  # messages looked at per run at most; a longer backlog is looked at later
+
+_RESEND_LUA = """
+-- KEYS: in-flight set, queue, delivery record; ARGV: delivery id, now, new deadline, message
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('LPUSH', KEYS[2], ARGV[4])
+redis.call('HINCRBY', KEYS[3], 'reconciled', 1)
+return 1
+"""
+
+
+def _ids_in(messages: Iterable[bytes], unacked: bool = False) -> set[str]:
+    ids: set[str] = set()
+    for raw in messages:
+        try:
+            m = json.loads(raw)
+            if unacked:
+                m = m[0]
+            args = json.loads(base64.b64decode(m["body"]))[0]
+            if args:
+                ids.add(str(args[0]))
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+    return ids
+
+
+def _in_transit(r: Any) -> set[str] | None:
+    """Delivery ids that have a message in a queue or held unacked; None when too many to look at."""
+    sizes = [r.llen(DELIVERIES_QUEUE), r.llen(RETRIES_QUEUE), r.hlen(UNACKED_KEY)]
+    if sum(sizes) > MAX_SCAN:
+        return None
+    ids = _ids_in(r.lrange(DELIVERIES_QUEUE, 0, -1)) | _ids_in(r.lrange(RETRIES_QUEUE, 0, -1))
+    return ids | _ids_in(r.hvals(UNACKED_KEY), unacked=True)
+
+
+def reconcile(now: float | None = None, limit: int = 1000) -> dict[str, int]:
+    """Re-send overdue deliveries whose message is nowhere. Returns counts:
+    {"overdue", "resent", "in_transit", "ended"}."""
+    r = get_redis()
+    now = time.time() if now is None else now
+    deadline = repr(now + get_settings().progress_deadline_s)
+    overdue = [d.decode() for d in r.zrangebyscore(K.inflight(), "-inf", now, start=0, num=limit)]
+    counts = {"overdue": len(overdue), "resent": 0, "in_transit": 0, "ended": 0}
+    if not overdue:
+        return counts
+    transit = _in_transit(r)
+    if transit is None:
+        log.warning("reconcile: over %d messages queued or unacked; looking again later", MAX_SCAN)
+        r.zadd(K.inflight(), {d: float(deadline) for d in overdue}, xx=True)
+        return counts
+    pipe = r.pipeline(transaction=False)
+    for did in overdue:
+        pipe.hget(K.delivery(did), "status")
+        pipe.zscore(K.parked(), did)
+    answers = pipe.execute()
+    for i, did in enumerate(overdue):
+        status, parked = answers[2 * i], answers[2 * i + 1]
+        if status is None or status.decode() in ENDED:
+            r.zrem(K.inflight(), did)
+            counts["ended"] += 1
+        elif did in transit or parked is not None:
+            r.zadd(K.inflight(), {did: float(deadline)}, xx=True)
+            counts["in_transit"] += 1
+        elif r.eval(_RESEND_LUA, 3, K.inflight(), RETRIES_QUEUE, K.delivery(did), did, repr(now), deadline,
+                    task_message(DELIVER_TASK, [did], RETRIES_QUEUE)):
+            counts["resent"] += 1
+            log.warning("reconcile: delivery %s had no message anywhere (lost between BRPOP and unacked); re-sent", did)
+    return counts
