@@ -1,4 +1,4 @@
-"""Unit-test fixtures: a fakeredis client in place of the real one, fresh settings."""
+"""Unit-test fixtures: fakeredis in place of the real client, a fake clock, fresh settings."""
 from __future__ import annotations
 
 from typing import Iterator
@@ -9,15 +9,50 @@ import pytest
 
 @pytest.fixture
 def fake_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[fakeredis.FakeRedis]:
-    """webhooks.connection.get_redis() returns a fresh fakeredis (with Lua) for this test."""
+    """webhooks.connection.get_redis() returns a fresh fakeredis (with Lua) for this test.
+
+    WEBHOOKS_REDIS_URL points at a port nothing listens on: a test that lost its fake fails
+    instead of writing to a real Redis.
+    """
     from webhooks import connection
     from webhooks.settings import reload_settings
 
+    monkeypatch.setenv("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("WEBHOOKS_ALLOW_NETWORKS", "127.0.0.0/8")
+    monkeypatch.delenv("WEBHOOKS_ENCRYPTION_KEY", raising=False)
     reload_settings()
     client = fakeredis.FakeRedis()
     monkeypatch.setattr(connection, "_client", client)
     yield client
-    monkeypatch.setattr(connection, "_client", None)
     monkeypatch.undo()
     reload_settings()
+
+
+@pytest.fixture
+def r(fake_redis: fakeredis.FakeRedis) -> fakeredis.FakeRedis:
+    """Short name for ``fake_redis``."""
+    return fake_redis
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def redis() -> fakeredis.FakeRedis:
+    """A bare fakeredis client (not wired into webhooks.connection)."""
+    return fakeredis.FakeRedis()

@@ -4,30 +4,17 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from tests.unit.conftest import FakeClock
+
 from webhooks.limits import EndpointSlots, RateLimiter
 
 EP = "sub_a"
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
-@pytest.fixture
-def redis() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis()
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -88,10 +88,12 @@ def test_bad_input_raises_and_enqueues_nothing(fake_redis):
 
 
 def test_an_oversized_event_raises_payload_too_large(fake_redis, monkeypatch):
+    from webhooks import connection
     from webhooks.settings import reload_settings
 
     monkeypatch.setenv("WEBHOOKS_MAX_PAYLOAD_BYTES", "1000")
     reload_settings()
+    monkeypatch.setattr(connection, "_client", fake_redis)
     subscriptions.create("acme", "https://127.0.0.1/a", ["*"])
     with pytest.raises(webhooks.PayloadTooLarge):
         webhooks.publish("acme", "custom.big", {"blob": "x" * 2000})

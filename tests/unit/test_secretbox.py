@@ -14,20 +14,6 @@ from webhooks.settings import reload_settings
 URL = "https://127.0.0.1:8443/hook"
 
 
-@pytest.fixture
-def r(monkeypatch: pytest.MonkeyPatch) -> Iterator[fakeredis.FakeRedis]:
-    from webhooks import connection
-
-    # A port nothing listens on: a test that lost its fake fails instead of writing to a real Redis.
-    monkeypatch.setenv("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:1/0")
-    monkeypatch.setenv("WEBHOOKS_ALLOW_NETWORKS", "127.0.0.0/8")
-    monkeypatch.delenv("WEBHOOKS_ENCRYPTION_KEY", raising=False)
-    reload_settings()
-    fake = fakeredis.FakeRedis()
-    monkeypatch.setattr(connection, "_client", fake)
-    yield fake
-    monkeypatch.undo()
-    reload_settings()
 
 
 def _use_key(monkeypatch: pytest.MonkeyPatch, r: fakeredis.FakeRedis, key: str | None) -> None:
