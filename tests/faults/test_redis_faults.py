@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from tests.faults.support import (Stack, Tally, after, assert_nothing_lost, paced, settle_or_xfail_kombu_window,
+from tests.faults.support import (Stack, Tally, after, assert_nothing_lost, paced,
                                   wait_until)
 
 pytestmark = pytest.mark.faults
@@ -46,7 +46,7 @@ def test_redis_killed_and_restarted_mid_run_loses_no_acknowledged_publish(
     finally:
         done.set()
     # Then the same worker process, never restarted, delivers every acknowledged publish
-    settle_or_xfail_kombu_window(stack, account, 2 * len(stack.log.acknowledged), timeout_s=60)
+    stack.wait_settled(account, 2 * len(stack.log.acknowledged), timeout_s=90)
     t = report(stack.tally(account))
     assert_nothing_lost(t)
     assert stack.log.failed, "no publish met the outage: the test proved nothing"
@@ -78,7 +78,7 @@ def test_publish_while_redis_is_down_fails_fast_and_enqueues_nothing(
     stack.redis.restart()
     stack.publish(account, 500, prefix="after")
     # Then exactly the 1,000 acknowledged events are delivered; of the 200 failed, nothing at all
-    settle_or_xfail_kombu_window(stack, account, 2000, timeout_s=60)
+    stack.wait_settled(account, 2000, timeout_s=90)
     t = report(stack.tally(account))
     assert_nothing_lost(t)
     assert t.enqueued == t.published == 2000
@@ -103,7 +103,7 @@ def test_publish_while_redis_is_down_goes_to_the_outbox_and_is_delivered_later(
     stack.redis.restart()
     stack.publish(account, 400, prefix="after")
     # Then the flusher empties the spool and all 1,000 events are delivered
-    settle_or_xfail_kombu_window(stack, account, 2000, timeout_s=60)
+    stack.wait_settled(account, 2000, timeout_s=90)
     t = report(stack.tally(account))
     assert_nothing_lost(t)
     assert t.enqueued == t.published == 2000

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import psutil
 import pytest
 
-from tests.faults.support import Stack, Tally, assert_nothing_lost, kill_worker, settle_or_xfail_kombu_window, wait_until
+from tests.faults.support import Stack, Tally, assert_nothing_lost, kill_worker, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -33,7 +33,7 @@ def test_a_worker_killed_with_sigkill_mid_batch_loses_nothing(
     stack.start_worker()
     # Then everything arrives: the killed worker's unacked deliveries come back after the
     # visibility timeout (20 s) plus one sweep of the unacked set (2 s)
-    settle_or_xfail_kombu_window(stack, account, 2 * EVENTS, timeout_s=60)
+    stack.wait_settled(account, 2 * EVENTS, timeout_s=90)
     recovered_s = time.monotonic() - killed_at
     t = report(stack.tally(account))
     assert in_flight > 0, "the kill hit no delivery in flight: the test proved nothing"
