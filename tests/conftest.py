@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -74,15 +73,22 @@ def stack_env(redis_url: str, test_ca) -> dict[str, str]:  # type: ignore[no-unt
     }
 
 
+@pytest.fixture(scope="module")
+def producer_env(stack_env: dict[str, str]) -> dict[str, str]:
+    """The environment ``configured`` applies to this process; a module whose worker runs
+    with other settings overrides this fixture."""
+    return stack_env
+
+
 @pytest.fixture
-def configured(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def configured(producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """This process configured like the worker (settings reloaded; restored afterwards)."""
     from webhooks.settings import reload_settings
 
-    for k, v in stack_env.items():
+    for k, v in producer_env.items():
         monkeypatch.setenv(k, v)
     reload_settings()
-    yield stack_env
+    yield producer_env
     monkeypatch.undo()
     reload_settings()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import psutil
 import pytest

@@ -1,10 +1,6 @@
 """End to end: publish() in this process, a real worker process, a real HTTPS receiver."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,14 +9,10 @@ from standardwebhooks.webhooks import Webhook
 import webhooks
 from webhooks import deadletters, events, records
 from tests.support.receiver import Reply
-from tests.support.worker import ROOT, wait_until
+from tests.support.cli import run_cli as _cli
+from tests.support.worker import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhooks", *args], cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_one_event_reaches_the_three_subscribers_of_its_account_only(configured, worker, receiver, account):

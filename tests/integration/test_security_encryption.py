@@ -3,9 +3,6 @@ a wrong or missing key is a clear error."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Iterator
 
 import pytest
@@ -14,22 +11,15 @@ from standardwebhooks.webhooks import Webhook
 import webhooks
 from webhooks import events, secretbox, subscriptions
 from webhooks.keys import K
-from tests.faults.support import RedisServer
-from tests.support.worker import ROOT, Worker
+from tests.support.redis_server import RedisServer
+from tests.support.cli import run_cli as _cli
+from tests.support.worker import Worker
 
 pytestmark = pytest.mark.integration
 
 # Its own redis-server: a worker without the key (another test session's) must not take these
 # deliveries.
 KEY = secretbox.new_key()
-
-
-@pytest.fixture(scope="module")
-def own_redis(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of this module's own (config/redis.conf, a free port), stopped after it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +32,6 @@ def key_worker(key_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     w = Worker(key_env, tmp_path_factory.mktemp("worker") / "worker.log").start()
     yield w
     w.stop()
-
-
-@pytest.fixture
-def configured(key_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """This process configured with the key (overrides the conftest fixture of that name)."""
-    from webhooks.settings import reload_settings
-
-    for k, v in key_env.items():
-        monkeypatch.setenv(k, v)
-    reload_settings()
-    yield key_env
-    monkeypatch.undo()
-    reload_settings()
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhooks", *args], cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_with_the_key_set_secrets_in_redis_are_not_plaintext_and_the_worker_still_delivers(configured, key_worker, receiver, account):
@@ -109,3 +81,8 @@ def test_a_malformed_key_is_refused_with_the_fix(configured, account):
                "--account", account, "--url", "https://127.0.0.1:9/hook", "--event", "*")
     assert res.returncode == 1 and "webhooks keygen" in res.stderr and "not-a-fernet-key" not in res.stderr
     assert subscriptions.list_subscriptions(account) == []
+
+
+@pytest.fixture(scope="module")
+def producer_env(key_env: dict[str, str]) -> dict[str, str]:
+    return key_env

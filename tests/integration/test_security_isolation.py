@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -13,9 +10,9 @@ import webhooks
 from webhooks import audit, deadletters, events, records, subscriptions
 from webhooks.errors import NotFound
 from webhooks.keys import K
+from tests.support.cli import run_cli as _cli
 from tests.support.receiver import Reply
-from tests.faults.support import RedisServer
-from tests.support.worker import ROOT, Worker, wait_until
+from tests.support.worker import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,44 +20,6 @@ pytestmark = pytest.mark.integration
 # Other test sessions may run workers on the shared integration Redis at the same time, with
 # another test CA or other settings; a worker that cannot verify our receiver would take our
 # deliveries. So these tests run on a redis-server of their own.
-
-
-@pytest.fixture(scope="module")
-def own_redis(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of this module's own (config/redis.conf, a free port), stopped after it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def own_env(stack_env: dict[str, str], own_redis: RedisServer) -> dict[str, str]:
-    return {**stack_env, "WEBHOOKS_REDIS_URL": own_redis.url}
-
-
-@pytest.fixture(scope="module")
-def own_worker(own_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    w = Worker(own_env, tmp_path_factory.mktemp("worker") / "worker.log").start()
-    yield w
-    w.stop()
-
-
-@pytest.fixture
-def configured(own_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """This process configured like our worker (overrides the conftest fixture of that name)."""
-    from webhooks.settings import reload_settings
-
-    for k, v in own_env.items():
-        monkeypatch.setenv(k, v)
-    reload_settings()
-    yield own_env
-    monkeypatch.undo()
-    reload_settings()
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhooks", *args], cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=60)
 
 
 def _dead_letter_of(account: str, receiver: Any, path: str, event_type: str = "rating.submitted") -> tuple[subscriptions.Subscription, str]:
@@ -174,3 +133,8 @@ def test_hostile_account_names_on_the_cli_never_reach_another_accounts_data(conf
         # Then the command refuses it as bad input (exit 2) with one line naming the rule
         assert res.returncode == 2, (args, res.returncode, res.stdout, res.stderr)
         assert "account must be" in res.stderr and res.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def producer_env(own_env: dict[str, str]) -> dict[str, str]:
+    return own_env

@@ -11,9 +11,6 @@ import base64
 import copy
 import gzip
 import json
-import os
-import subprocess
-import sys
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,8 +25,9 @@ from webhooks import deadletters, events, records, signing, subscriptions
 from webhooks.enqueue import DELIVERIES_QUEUE, RETRIES_QUEUE
 from webhooks.keys import K
 from tests.support.receiver import Reply
-from tests.faults.support import RedisServer
-from tests.support.worker import ROOT, Worker, wait_until
+from tests.support.redis_server import RedisServer
+from tests.support.cli import run_cli as _cli
+from tests.support.worker import Worker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -111,11 +109,6 @@ class SentryServer:
         self._thread.join(5)
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhooks", *args], cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=60)
-
-
 def _conversation_with_email() -> dict[str, Any]:
     data = copy.deepcopy(events.sample("conversation.ended"))
     data["transcript"][0]["text"] = f"Hi, I was charged twice. Reach me at {EMAIL} please."
@@ -135,14 +128,6 @@ def _queued_messages(r: redis_lib.Redis) -> list[bytes]:
 
 # This test's worker must be the only consumer of the queues (a worker without SENTRY_DSN, of
 # another test session, would take some of its deliveries), so it has a redis-server of its own.
-
-
-@pytest.fixture(scope="module")
-def own_redis(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of this module's own (config/redis.conf, a free port), stopped after it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -2,19 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from typing import Iterator
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import webhooks
 from webhooks import audit, events, subscriptions
-from tests.faults.support import RedisServer
-from tests.support.worker import ROOT, Worker, wait_until
+from tests.support.cli import run_cli as _cli
+from tests.support.worker import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,44 +20,7 @@ pytestmark = pytest.mark.integration
 # deliveries. So these tests run on a redis-server of their own.
 
 
-@pytest.fixture(scope="module")
-def own_redis(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of this module's own (config/redis.conf, a free port), stopped after it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def own_env(stack_env: dict[str, str], own_redis: RedisServer) -> dict[str, str]:
-    return {**stack_env, "WEBHOOKS_REDIS_URL": own_redis.url}
-
-
-@pytest.fixture(scope="module")
-def own_worker(own_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    w = Worker(own_env, tmp_path_factory.mktemp("worker") / "worker.log").start()
-    yield w
-    w.stop()
-
-
-@pytest.fixture
-def configured(own_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """This process configured like our worker (overrides the conftest fixture of that name)."""
-    from webhooks.settings import reload_settings
-
-    for k, v in own_env.items():
-        monkeypatch.setenv(k, v)
-    reload_settings()
-    yield own_env
-    monkeypatch.undo()
-    reload_settings()
-
 GRACE_S = 6  # long enough for one delivery on a loaded machine, short enough to wait out
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhooks", *args], cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=60)
 
 
 def _signatures(headers: dict[str, str]) -> list[str]:
@@ -129,3 +88,8 @@ def test_a_grace_period_over_7_days_or_not_a_duration_is_refused_and_changes_not
     assert "error" in res.stderr.lower() or "invalid" in res.stderr.lower()
     assert subscriptions.get(account, sub.id).signing_secrets() == sub.signing_secrets()
     assert [e["action"] for e in audit.entries(account)] == ["create"]
+
+
+@pytest.fixture(scope="module")
+def producer_env(own_env: dict[str, str]) -> dict[str, str]:
+    return own_env
