@@ -17,9 +17,7 @@ Error kinds: ``url_refused`` (permanent), ``tls``, ``connect``, ``connect_timeou
 """
 from __future__ import annotations
 
-import heapq
 import http.client
-import itertools
 import logging
 import socket
 import ssl
@@ -36,6 +34,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Timeout
 
+from .deadline import CURRENT, WATCHDOG, Guard
 from .errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError, UrlRefused
 from .settings import Settings, get_settings
 from .urlguard import Resolver, Target, check_url
@@ -99,92 +98,6 @@ class Transport(Protocol):
         ...
 
 
-# --- total deadline ------------------------------------------------------------------------
-class _Guard:
-    """The deadline of one send() and the sockets it uses; shut down when the deadline passes."""
-
-    __slots__ = ("deadline", "socks", "fired", "done")
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.socks: list[socket.socket] = []
-        self.fired = False
-        self.done = False
-
-
-class _Watchdog:
-    """One daemon thread for the process, with a heap of deadlines.
-
-    urllib3's timeouts are per socket operation, so a server dripping a byte a second (status
-    line, headers or body) would hold a caller forever. At a guard's deadline the watchdog shuts
-    its sockets down (shutdown(2) on a dup of the connection's fd, so the blocked read returns
-    at once). Watched sockets are closed and shut down only under the lock: no fd can be reused
-    under our feet.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Guard]] = []
-        self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def start(self, deadline: float) -> _Guard:
-        guard = _Guard(deadline)
-        with self._cond:
-            heapq.heappush(self._heap, (deadline, next(self._seq), guard))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="webhooks-deadline", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-        return guard
-
-    def attach(self, guard: _Guard, sock: socket.socket) -> None:
-        with self._cond:
-            if guard.done or sock in guard.socks:
-                return
-            guard.socks.append(sock)
-            if guard.fired:
-                self._shutdown(sock)
-
-    def finish(self, guard: _Guard) -> None:
-        with self._cond:
-            guard.done = True
-            guard.socks = []
-
-    def close_sock(self, sock: socket.socket) -> None:
-        with self._cond:
-            sock.close()
-
-    @staticmethod
-    def _shutdown(sock: socket.socket) -> None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed or never connected
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][2].done:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                deadline, _, guard = self._heap[0]
-                delay = deadline - time.monotonic()
-                if delay > 0:
-                    self._cond.wait(delay)
-                    continue
-                heapq.heappop(self._heap)
-                guard.fired = True
-                for sock in guard.socks:
-                    self._shutdown(sock)
-
-
-_WATCHDOG = _Watchdog()
-_CURRENT = threading.local()  # .guard: the _Guard of the send() running on this thread
-
-
 def _pristine_putrequest() -> Callable[..., Any] | None:
     """http.client's own putrequest, even if an APM (sentry-sdk) has wrapped it already.
 
@@ -224,13 +137,13 @@ class _GuardedMixin:
         return sock
 
     def _attach(self) -> None:
-        guard: _Guard | None = getattr(_CURRENT, "guard", None)
+        guard: Guard | None = getattr(CURRENT, "guard", None)
         if guard is not None and self._watch_sock is not None:
-            _WATCHDOG.attach(guard, self._watch_sock)
+            WATCHDOG.attach(guard, self._watch_sock)
 
     def _release_watch(self) -> None:
         if self._watch_sock is not None:
-            _WATCHDOG.close_sock(self._watch_sock)
+            WATCHDOG.close_sock(self._watch_sock)
             self._watch_sock = None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
@@ -371,8 +284,8 @@ class HttpTransport:
             shown = f"[{address}]" if ":" in address else address
             url = f"http://{shown}:{target.port}{target.path}"
         deadline = started + settings.total_timeout_s
-        guard = _WATCHDOG.start(deadline)
-        _CURRENT.guard = guard
+        guard = WATCHDOG.start(deadline)
+        CURRENT.guard = guard
         response = None
         try:
             remaining = max(deadline - time.monotonic(), 0.001)
@@ -398,8 +311,8 @@ class HttpTransport:
                 response.release_conn()
             raise _translate(exc, target.host, fired=guard.fired, total_s=settings.total_timeout_s) from exc
         finally:
-            _WATCHDOG.finish(guard)
-            _CURRENT.guard = None
+            WATCHDOG.finish(guard)
+            CURRENT.guard = None
         if truncated:
             response.close()  # unread bytes remain: this connection cannot be reused
         response.release_conn()
