@@ -58,18 +58,9 @@ def record(delivery_id: str, reason: str | None = None, *, error: str | None = N
     }
     r = get_redis()
     account = rec["account"]
-    wrote = r.eval(
-        _RECORD_LUA,
-        4,
-        K.dead(account),
-        K.dead_index(account),
-        K.delivery(delivery_id),
-        K.inflight(),
-        delivery_id,
-        json.dumps(entry),
-        repr(now),
-        get_settings().dead_letter_retention_s,
-        reason,
+    wrote = r.register_script(_RECORD_LUA)(
+        keys=[K.dead(account), K.dead_index(account), K.delivery(delivery_id), K.inflight()],
+        args=[delivery_id, json.dumps(entry), repr(now), get_settings().dead_letter_retention_s, reason],
     )
     return bool(wrote)
 

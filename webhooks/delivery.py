@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import health, mover, records, signing, stats, subscriptions
 from .connection import get_redis
-from .errors import DeliveryError, EncryptionError, NotFound, ValidationError
+from .errors import DeliveryError, EncryptionError, ValidationError
 from .keys import K
 from .policy import RetrySchedule, Verdict, classify, next_delay, parse_retry_after, split_tier
 from .settings import Settings, get_settings
@@ -118,21 +118,22 @@ def attempt(delivery_id: str, *, now: float | None = None) -> Outcome:
 
     settings = get_settings()
     r = get_redis()
-    rec = records.load(delivery_id)
-    records.touch(delivery_id)
+    rec = records.load(delivery_id, touch_it=True)
     if rec is None:
         log.warning("delivery %s is unknown or expired; dropped", delivery_id)
         return Outcome("skip", delivery_id, reason="unknown delivery")
     if rec.get("status") in records.ENDED:
         return Outcome("skip", delivery_id, reason=f"already {rec['status']}")
     account, sub_id = rec["account"], rec["sub"]
-    try:
-        sub = subscriptions.get(account, sub_id)
-    except NotFound:
+    pipe = r.pipeline(transaction=False)
+    pipe.hget(K.subs(account), sub_id)
+    pipe.get(K.event(rec["evt"]))
+    raw_sub, body_raw = pipe.execute()
+    if raw_sub is None:
         return _discard(delivery_id, rec, "subscription deleted")
+    sub = subscriptions.Subscription.from_json(raw_sub)
     if not sub.enabled:
         return _discard(delivery_id, rec, f"subscription disabled: {sub.disabled_reason or 'by operator'}")
-    body_raw = r.get(K.event(rec["evt"]))
     if body_raw is None:
         return _discard(delivery_id, rec, "event payload expired")
 
@@ -234,13 +235,15 @@ def _send(
         error_kind, error_msg = "encryption", str(exc)
         verdict = Verdict.PERMANENT
     duration_ms = (time.time() - started) * 1000
+    ok = verdict is Verdict.DELIVERED
+    pipe = get_redis().pipeline(transaction=False)
     records.log_attempt(records.Attempt(
         delivery_id=delivery_id, subscription_id=sub.id, number=number, at=started,
         duration_ms=round(duration_ms, 2), status=status, error=error_kind, verdict=verdict.name.lower(),
         response=response_text,
-    ))
-    ok = verdict is Verdict.DELIVERED
-    stats.record(sub.id, ok, duration_ms, error_kind)
+    ), pipe=pipe)
+    stats.record(sub.id, ok, duration_ms, error_kind, pipe=pipe)
+    pipe.execute()
     if error_kind not in ("url_refused", "transform", "encryption"):
         health.after_attempt(sub, ok, breaker.record(sub.id, ok), error_msg, settings)
     log.info(
@@ -277,9 +280,10 @@ def _dead(delivery_id: str, reason: str, status: int | None, error: str | None) 
 
 
 _DELIVERED_LUA = """
--- KEYS: delivery record, in-flight set; ARGV: status code, now, delivery id. A second
--- success of the same delivery (at-least-once: a message re-delivered after a lost ack)
--- is counted, not re-ended.
+-- KEYS: delivery record, in-flight set, event, event refs; ARGV: status code, now, delivery id.
+-- A second success of the same delivery (at-least-once: a message re-delivered after a lost
+-- ack) is counted, not re-ended. The first releases its hold on the payload (dropped after
+-- the last delivery of the event ends).
 redis.call('ZREM', KEYS[2], ARGV[3])
 if redis.call('HGET', KEYS[1], 'status') == 'delivered' then
   redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
@@ -287,14 +291,14 @@ if redis.call('HGET', KEYS[1], 'status') == 'delivered' then
 end
 redis.call('HSET', KEYS[1], 'status', 'delivered', 'last_status', ARGV[1], 'last_error', '', 'reason', '',
            'updated', ARGV[2], 'delivered_at', ARGV[2])
+if redis.call('DECR', KEYS[4]) <= 0 then redis.call('DEL', KEYS[3], KEYS[4]) end
 return 1
 """
 
 
 def _delivered(delivery_id: str, rec: dict[str, str], status: int | None) -> Outcome:
-    from .deadletters import release_payload
-
-    first = get_redis().eval(_DELIVERED_LUA, 2, K.delivery(delivery_id), K.inflight(), str(status), repr(time.time()), delivery_id)
-    if first:
-        release_payload(rec["evt"])
+    get_redis().register_script(_DELIVERED_LUA)(
+        keys=[K.delivery(delivery_id), K.inflight(), K.event(rec["evt"]), K.event_refs(rec["evt"])],
+        args=[str(status), repr(time.time()), delivery_id],
+    )
     return Outcome("delivered", delivery_id, status=status)

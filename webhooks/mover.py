@@ -67,7 +67,7 @@ def wake_one(endpoint: str) -> str | None:
     for d in waiting:
         did = d.decode()
         argv += [did, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]
-    woken = r.eval(_WAKE_LUA, 4, K.parked(), RETRIES_QUEUE, K.slot_waiters(endpoint), K.inflight(), *argv)
+    woken = r.register_script(_WAKE_LUA)(keys=[K.parked(), RETRIES_QUEUE, K.slot_waiters(endpoint), K.inflight()], args=argv)
     return woken.decode() if isinstance(woken, bytes) else None
 
 
@@ -84,6 +84,6 @@ def move_due(now: float | None = None, batch: int = 500) -> int:
         for d in due:
             did = d.decode()
             argv += [did, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]
-        total += int(r.eval(_MOVE_LUA, 3, K.parked(), RETRIES_QUEUE, K.inflight(), *argv))
+        total += int(r.register_script(_MOVE_LUA)(keys=[K.parked(), RETRIES_QUEUE, K.inflight()], args=argv))
         if len(due) < batch:
             return total

@@ -94,8 +94,8 @@ def reconcile(now: float | None = None, limit: int = 1000) -> dict[str, int]:
         elif did in transit or parked is not None:
             r.zadd(K.inflight(), {did: float(deadline)}, xx=True)
             counts["in_transit"] += 1
-        elif r.eval(_RESEND_LUA, 3, K.inflight(), RETRIES_QUEUE, K.delivery(did), did, repr(now), deadline,
-                    task_message(DELIVER_TASK, [did], RETRIES_QUEUE)):
+        elif r.register_script(_RESEND_LUA)(keys=[K.inflight(), RETRIES_QUEUE, K.delivery(did)],
+                                            args=[did, repr(now), deadline, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]):
             counts["resent"] += 1
             log.warning("reconcile: delivery %s had no message anywhere (lost between BRPOP and unacked); re-sent", did)
     return counts

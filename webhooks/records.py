@@ -41,9 +41,14 @@ def _decode(h: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in h.items()}
 
 
-def load(delivery_id: str) -> dict[str, str] | None:
-    """The record of ``delivery_id``, or None when unknown or expired."""
-    h = get_redis().hgetall(K.delivery(delivery_id))
+def load(delivery_id: str, *, touch_it: bool = False) -> dict[str, str] | None:
+    """The record of ``delivery_id``, or None when unknown or expired; with ``touch_it``,
+    also record progress (``touch``) in the same round trip."""
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.hgetall(K.delivery(delivery_id))
+    if touch_it:
+        touch(delivery_id, pipe=pipe)
+    h = pipe.execute()[0]
     return _decode(h) if h else None
 
 
@@ -62,16 +67,19 @@ def update(delivery_id: str, pipe: Any = None, **fields: Any) -> None:
     (pipe if pipe is not None else get_redis()).hset(K.delivery(delivery_id), mapping=mapping)
 
 
-def log_attempt(attempt: Attempt) -> None:
-    """Append an attempt (newest first), keep the newest N, expire with the retention."""
+def log_attempt(attempt: Attempt, pipe: Any = None) -> None:
+    """Append an attempt (newest first), keep the newest N, expire with the retention.
+    With ``pipe`` the writes join the caller's pipeline (the caller executes it)."""
     s = get_settings()
     key = K.attempts(attempt.delivery_id)
-    pipe = get_redis().pipeline(transaction=False)
+    own = pipe is None
+    pipe = get_redis().pipeline(transaction=False) if own else pipe
     pipe.lpush(key, json.dumps(asdict(attempt), separators=(",", ":")))
     pipe.ltrim(key, 0, s.attempts_per_delivery - 1)
     pipe.expire(key, s.attempt_retention_s)
     pipe.hincrby(K.delivery(attempt.delivery_id), "attempts", 1)
-    pipe.execute()
+    if own:
+        pipe.execute()
 
 
 def attempts(delivery_id: str) -> list[dict[str, Any]]:

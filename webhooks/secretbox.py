@@ -58,7 +58,7 @@ def unseal(stored: str, key: str | None) -> str:
 
     try:
         return _fernet(key).decrypt(stored[len(_PREFIX):].encode()).decode()
-    except InvalidToken as exc:
+    except InvalidToken:
         raise EncryptionError(
             "a subscription secret could not be decrypted: WEBHOOKS_ENCRYPTION_KEY is not the key it was encrypted with"
         ) from None

@@ -17,11 +17,13 @@ def _k(sub_id: str, what: str) -> str:
     return f"wh:st:{sub_id}:{what}"
 
 
-def record(sub_id: str, ok: bool, duration_ms: float, error: str | None, *, now: float | None = None) -> None:
-    """Count one attempt of ``sub_id``."""
+def record(sub_id: str, ok: bool, duration_ms: float, error: str | None, *, now: float | None = None,
+           pipe: Any = None) -> None:
+    """Count one attempt of ``sub_id``. With ``pipe`` the writes join the caller's pipeline."""
     now = time.time() if now is None else now
     field = "ok" if ok else "fail"
-    pipe = get_redis().pipeline(transaction=False)
+    own = pipe is None
+    pipe = get_redis().pipeline(transaction=False) if own else pipe
     mk, hk = _k(sub_id, f"m{int(now // 60)}"), _k(sub_id, f"h{int(now // 3600)}")
     pipe.hincrby(mk, field, 1)
     pipe.expire(mk, 3900)
@@ -34,7 +36,8 @@ def record(sub_id: str, ok: bool, duration_ms: float, error: str | None, *, now:
         pipe.set(_k(sub_id, "last_error"), json.dumps({"at": now, "error": error}), ex=30 * 86400)
     else:
         pipe.set(_k(sub_id, "last_ok"), repr(now), ex=30 * 86400)
-    pipe.execute()
+    if own:
+        pipe.execute()
 
 
 def _rate(rows: list[list[bytes | None]]) -> tuple[int, int, float | None]:

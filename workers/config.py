@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhooks.enqueue import DELIVERIES_QUEUE, RETRIES_QUEUE
+from webhooks.enqueue import DELIVERIES_QUEUE
 from webhooks.settings import Settings
 
 __all__ = ["celery_config"]

@@ -18,7 +18,7 @@ import webhooks
 from webhooks import deadletters, events, producer, records
 from webhooks.connection import get_redis
 from webhooks.keys import K
-from tests.support.receiver import Receiver, Recorded
+from tests.support.receiver import Recorded
 from tests.support.worker import ROOT, wait_until
 
 pytestmark = pytest.mark.integration
