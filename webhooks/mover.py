@@ -51,8 +51,13 @@ return false
 _WAKE_CANDIDATES = 4
 
 
-def _deadline() -> str:
-    return repr(time.time() + get_settings().progress_deadline_s)
+def _args(ids: list[bytes]) -> list[str]:
+    """The scripts' ARGV: the new progress deadline, then (delivery id, its message) pairs."""
+    argv = [repr(time.time() + get_settings().progress_deadline_s)]
+    for raw in ids:
+        did = raw.decode()
+        argv += [did, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]
+    return argv
 
 
 def wake_one(endpoint: str) -> str | None:
@@ -63,11 +68,8 @@ def wake_one(endpoint: str) -> str | None:
     waiting = r.zrange(K.slot_waiters(endpoint), 0, _WAKE_CANDIDATES - 1)
     if not waiting:
         return None
-    argv: list[str] = [_deadline()]
-    for d in waiting:
-        did = d.decode()
-        argv += [did, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]
-    woken = r.register_script(_WAKE_LUA)(keys=[K.parked(), RETRIES_QUEUE, K.slot_waiters(endpoint), K.inflight()], args=argv)
+    woken = r.register_script(_WAKE_LUA)(keys=[K.parked(), RETRIES_QUEUE, K.slot_waiters(endpoint), K.inflight()],
+                                         args=_args(waiting))
     return woken.decode() if isinstance(woken, bytes) else None
 
 
@@ -80,10 +82,6 @@ def move_due(now: float | None = None, batch: int = 500) -> int:
         due = r.zrangebyscore(K.parked(), "-inf", now, start=0, num=batch)
         if not due:
             return total
-        argv: list[str] = [_deadline()]
-        for d in due:
-            did = d.decode()
-            argv += [did, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]
-        total += int(r.register_script(_MOVE_LUA)(keys=[K.parked(), RETRIES_QUEUE, K.inflight()], args=argv))
+        total += int(r.register_script(_MOVE_LUA)(keys=[K.parked(), RETRIES_QUEUE, K.inflight()], args=_args(due)))
         if len(due) < batch:
             return total

@@ -25,7 +25,6 @@ from webhooks import deadletters, events, records, signing, subscriptions
 from webhooks.enqueue import DELIVERIES_QUEUE, RETRIES_QUEUE
 from webhooks.keys import K
 from tests.support.receiver import Reply
-from tests.support.redis_server import RedisServer
 from tests.support.cli import run_cli as _cli
 from tests.support.worker import Worker, wait_until
 
@@ -130,18 +129,9 @@ def _queued_messages(r: redis_lib.Redis) -> list[bytes]:
 # another test session, would take some of its deliveries), so it has a redis-server of its own.
 
 
-@pytest.fixture
-def own_env(stack_env: dict[str, str], own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """stack_env on our own redis-server, and this process configured with it."""
-    from webhooks.settings import reload_settings
-
-    env = {**stack_env, "WEBHOOKS_REDIS_URL": own_redis.url}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    reload_settings()
-    yield env
-    monkeypatch.undo()
-    reload_settings()
+@pytest.fixture(scope="module")
+def producer_env(own_env: dict[str, str]) -> dict[str, str]:
+    return own_env
 
 
 @pytest.fixture
@@ -158,7 +148,7 @@ def debug_worker(own_env: dict[str, str], sentry: SentryServer, tmp_path: Path) 
     w.stop()
 
 
-def test_no_secret_or_email_in_messages_logs_sentry_or_cli(own_env, debug_worker, sentry, receiver, account):
+def test_no_secret_or_email_in_messages_logs_sentry_or_cli(configured, own_env, debug_worker, sentry, receiver, account):
     r = redis_lib.Redis.from_url(own_env["WEBHOOKS_REDIS_URL"])
     # Given three subscriptions signed with one known secret: healthy, failing, and one whose
     # record gets corrupted after publish (so the task raises with the secret in its frame locals)
