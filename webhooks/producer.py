@@ -50,6 +50,10 @@ return tonumber(ARGV[3])
 """
 
 
+# Index (0-based) in the script's ARGV where the (delivery id, sub id, message) triples begin.
+DELIVERY_ARGS_START = 9
+
+
 @dataclass(frozen=True)
 class PublishedEvent:
     """What publish() did: the event id, and how many deliveries it enqueued."""
@@ -122,6 +126,7 @@ def enqueue_envelope(account: str, envelope: dict[str, Any], body: bytes) -> Pub
     now = time.time()
     ttl = _payload_ttl_s(s)
     argv: list[Any] = [body, ttl, len(matched), account, envelope["id"], envelope["type"], repr(now), repr(now - s.attempt_retention_s), repr(now + s.progress_deadline_s)]
+    assert len(argv) == DELIVERY_ARGS_START
     ids = []
     for sub in matched:
         did = new_id("msg")

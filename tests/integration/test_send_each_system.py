@@ -222,7 +222,7 @@ class ScriptSpy:
         return call
 
     def subscriptions_enqueued(self) -> list[str]:
-        return [sub for call in self.calls for sub in call[9::3]]
+        return [sub for call in self.calls for sub in call[producer.DELIVERY_ARGS_START + 1::3]]
 
 
 def test_a_filtered_out_event_costs_no_task(configured, worker, receiver, account, monkeypatch):
