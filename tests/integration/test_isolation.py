@@ -60,3 +60,28 @@ def test_nine_healthy_endpoints_are_served_while_a_tenth_hangs_until_the_deadlin
     wait_until(lambda: len(waiting()) == len(dead_ids) - len(receiver.requests_for("/dead")), 2,
                message="every dead delivery not in flight to be waiting for a slot")
     assert waiting() == {d for d in dead_ids if records.load(d)["status"] == "waiting"}
+
+
+def test_a_fresh_delivery_is_not_stuck_behind_a_backlog_of_retries(
+    configured: dict[str, str], isolation_worker: Worker, receiver: Any, account: str
+) -> None:
+    from webhooks.enqueue import DELIVER_TASK, RETRIES_QUEUE, task_message
+
+    # Given 3,000 retries waiting on the retries queue (ids of deliveries long gone: each is
+    # a real task run that finds nothing to do)
+    backlog = 3000
+    r = get_redis()
+    pipe = r.pipeline(transaction=False)
+    for i in range(backlog):
+        pipe.lpush(RETRIES_QUEUE, task_message(DELIVER_TASK, [f"msg_gone{i}"], RETRIES_QUEUE))
+    pipe.execute()
+    sub = webhooks.subscriptions.create(account, receiver.url("/fresh"), ["message.sent"])
+    # When a fresh event is published behind them
+    webhooks.publish(account, "message.sent", events.sample("message.sent"))
+    # Then it is delivered while most of the retries backlog still waits (workers take from
+    # both queues in turn; fresh work never queues behind every retry)
+    receiver.wait_for(lambda rc: len(rc.requests_for("/fresh")) == 1, timeout_s=30)
+    left = r.llen(RETRIES_QUEUE)
+    assert left > backlog / 2, f"only {left} of {backlog} retries were still waiting when the fresh delivery arrived"
+    wait_until(lambda: r.llen(RETRIES_QUEUE) == 0, 120, message="the retries backlog to drain")
+    assert sub.id
