@@ -17,6 +17,7 @@ from marshmallow import ValidationError as MarshmallowError
 
 from .errors import PayloadTooLarge, UnknownEventType, ValidationError
 from .ids import new_id
+from .samples import SAMPLES
 
 __all__ = [
     "EVENT_TYPES",
@@ -322,62 +323,11 @@ def check_size(body: bytes, limit: int) -> None:
         raise PayloadTooLarge(len(body), limit)
 
 
-_AGENT = {"id": "agt_42", "name": "Maya Chen", "email": "maya@support.example.com"}
-_VISITOR = {"id": "vis_7f3a", "name": "Jordan Lee", "email": "jordan.lee@example.org"}
-_SAMPLES: dict[str, dict[str, Any]] = {
-    "conversation.started": {
-        "conversation_id": "conv_8d2k1",
-        "visitor": _VISITOR,
-        "page_url": "https://shop.example.com/pricing?plan=pro",
-        "pre_chat": {"topic": "Billing", "order_number": 10452, "newsletter": True, "products": ["Pro", "Add-on"]},
-        "started_at": "2024-05-01T09:15:02Z",
-    },
-    "conversation.ended": {
-        "conversation_id": "conv_8d2k1",
-        "transcript": [
-            {"author": "Jordan Lee", "role": "visitor", "text": "Hi, I was charged twice for May.", "sent_at": "2024-05-01T09:15:10Z"},
-            {"author": "Helper", "role": "bot", "text": "Connecting you with an agent…", "sent_at": "2024-05-01T09:15:11Z"},
-            {"author": "Maya Chen", "role": "agent", "text": "Sorry about that! I've refunded the duplicate charge.", "sent_at": "2024-05-01T09:17:45Z"},
-            {"author": "system", "role": "system", "text": "Conversation closed by agent.", "sent_at": "2024-05-01T09:19:00Z"},
-        ],
-        "duration_s": 238,
-        "tags": ["billing", "refund"],
-        "agent": _AGENT,
-        "visitor": _VISITOR,
-        "ended_at": "2024-05-01T09:19:00Z",
-    },
-    "message.sent": {
-        "conversation_id": "conv_8d2k1",
-        "message_id": "m_0003",
-        "author": "Maya Chen",
-        "role": "agent",
-        "text": "Sorry about that! I've refunded the duplicate charge.",
-        "sent_at": "2024-05-01T09:17:45Z",
-    },
-    "rating.submitted": {
-        "conversation_id": "conv_8d2k1",
-        "score": 5,
-        "comment": "Quick and friendly, thanks Maya!",
-        "topic": "Billing",
-        "visitor": _VISITOR,
-        "agent": _AGENT,
-    },
-    "conversation.assigned": {
-        "conversation_id": "conv_8d2k1",
-        "agent": _AGENT,
-        "previous_agent": {"id": "agt_7", "name": "Sam Ortiz"},
-        "reason": "transferred",
-    },
-    "webhook.test": {"message": "This is a test event from chat-webhooks."},
-    "custom.example": {"order_id": "ord_1029", "total": 49.9, "currency": "EUR", "items": [{"sku": "PRO-1", "qty": 1}]},
-}
-
-
 def sample(event_type: str) -> dict[str, Any]:
     """Realistic example data for ``event_type`` (any custom type gets ``custom.example``'s).
 
     Raises UnknownEventType for an unknown type. Returns a fresh copy each call.
     """
     event_type = _check_type(event_type)
-    example = _SAMPLES.get(event_type, _SAMPLES["custom.example"])
+    example = SAMPLES.get(event_type, SAMPLES["custom.example"])
     return json.loads(json.dumps(example))  # type: ignore[no-any-return]
