@@ -1,6 +1,6 @@
 """Deliveries per second of ONE worker against a local HTTPS receiver.
 
-    python -m bench.throughput [--events 300] [--subscribers 10] [--concurrency 32] [--runs 3]
+    python -m bench.throughput [--events 300] [--subscribers 10] [--concurrency 32] [--runs 3] [--workers 1]
 
 A real worker process (``-P threads -c N``, the production shape), a real HTTPS receiver
 on loopback (TLS with a throwaway CA, keep-alive), a real Redis. Publishes EVENTS events
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--pool", default="threads")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=1, help="worker processes (one per core is the advice)")
     args = ap.parse_args(argv)
 
     from tests.support.receiver import Receiver
@@ -64,12 +65,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     reload_settings()
     rates: list[float] = []
-    with Receiver(ca) as receiver, Worker(env, tmp / "worker.log", concurrency=args.concurrency, pool=args.pool, beat=False):
-        run_once(env, receiver, 20, args.subscribers)  # warm up: connections, imports
-        for _ in range(args.runs):
-            rates.append(run_once(env, receiver, args.events, args.subscribers))
+    workers = [Worker(env, tmp / f"worker{i}.log", concurrency=args.concurrency, pool=args.pool, beat=False)
+               for i in range(args.workers)]
+    with Receiver(ca) as receiver:
+        try:
+            for w in workers:
+                w.start()
+            run_once(env, receiver, 20, args.subscribers)  # warm up: connections, imports
+            for _ in range(args.runs):
+                rates.append(run_once(env, receiver, args.events, args.subscribers))
+        finally:
+            for w in workers:
+                w.stop()
     med = statistics.median(rates)
-    print(f"one worker (-P {args.pool} -c {args.concurrency}) delivering to a local HTTPS receiver: "
+    who = "one worker" if args.workers == 1 else f"{args.workers} workers"
+    print(f"{who} (-P {args.pool} -c {args.concurrency}) delivering to a local HTTPS receiver: "
           f"median {med:.0f} deliveries/s over {args.runs} runs of {args.events * args.subscribers} "
           f"(runs: {', '.join(f'{r:.0f}' for r in rates)})")
     return {"deliveries_per_s": med}

@@ -25,6 +25,20 @@ def wait_until(predicate, timeout_s: float = 15.0, interval_s: float = 0.05, mes
         time.sleep(interval_s)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, be SIGKILLed when the process that started us dies.
+
+    A test or bench killed from outside (a timeout's SIGTERM) runs no cleanup; its worker
+    would live on, consume the shared queues with another test CA, and fail others' deliveries.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Worker:
     """A worker subprocess (threads pool, both queues, embedded beat), logging to a file."""
 
@@ -43,7 +57,7 @@ class Worker:
     def start(self, timeout_s: float = 30.0) -> "Worker":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         wait_until(lambda: b" ready." in self.log_path.read_bytes() or self.proc.poll() is not None, timeout_s,
                    message="the worker to be ready")
         if self.proc.poll() is not None:
