@@ -25,18 +25,27 @@ def wait_until(predicate, timeout_s: float = 15.0, interval_s: float = 0.05, mes
         time.sleep(interval_s)
 
 
+def _load_prctl():  # type: ignore[no-untyped-def]
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Resolved here, in the parent: the child between fork and exec only calls it.
+_PRCTL = _load_prctl()
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: on Linux, be SIGKILLed when the process that started us dies.
 
     A test or bench killed from outside (a timeout's SIGTERM) runs no cleanup; its worker
     would live on, consume the shared queues with another test CA, and fail others' deliveries.
     """
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 class Worker:
