@@ -24,12 +24,18 @@ from .keys import K
 from .records import ENDED
 from .settings import get_settings
 
-__all__ = ["reconcile", "UNACKED_KEY", "MAX_SCAN"]
+__all__ = ["reconcile", "scan_interval_s", "UNACKED_KEY", "MAX_SCAN", "SCAN_LOCK_KEY"]
 
 log = logging.getLogger("webhooks.reconcile")
 
 UNACKED_KEY = "unacked"  # kombu's Redis transport default (unacked_key)
 MAX_SCAN = 200_000  # messages looked at per run at most; a longer backlog is looked at later
+SCAN_LOCK_KEY = "wh:reconcile:scan"
+
+
+def scan_interval_s() -> float:
+    """Least time between two full looks at the queues: a tenth of the progress deadline, at least 5 s."""
+    return max(5.0, get_settings().progress_deadline_s / 10)
 
 _RESEND_LUA = """
 -- KEYS: in-flight set, queue, delivery record; ARGV: delivery id, now, new deadline, message
@@ -68,13 +74,19 @@ def _in_transit(r: Any) -> set[str] | None:
 
 def reconcile(now: float | None = None, limit: int = 1000) -> dict[str, int]:
     """Re-send overdue deliveries whose message is nowhere. Returns counts:
-    {"overdue", "resent", "in_transit", "ended"}."""
+    {"overdue", "resent", "in_transit", "ended", "skipped"} ("skipped": overdue, but another
+    look at the queues happened less than ``scan_interval_s()`` ago)."""
     r = get_redis()
     now = time.time() if now is None else now
     deadline = repr(now + get_settings().progress_deadline_s)
     overdue = [d.decode() for d in r.zrangebyscore(K.inflight(), "-inf", now, start=0, num=limit)]
-    counts = {"overdue": len(overdue), "resent": 0, "in_transit": 0, "ended": 0}
+    counts = {"overdue": len(overdue), "resent": 0, "in_transit": 0, "ended": 0, "skipped": 0}
     if not overdue:
+        return counts
+    # Reading every queued and unacked message costs; in a long backlog deliveries keep
+    # falling overdue while still queued. So one full look per interval, across all callers.
+    if not r.set(SCAN_LOCK_KEY, "1", nx=True, px=int(scan_interval_s() * 1000)):
+        counts["skipped"] = len(overdue)
         return counts
     transit = _in_transit(r)
     if transit is None:

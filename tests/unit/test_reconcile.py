@@ -35,7 +35,7 @@ def test_a_queued_or_unacked_message_is_left_alone_after_the_deadline(fake_redis
     # When the reconciler runs past every deadline
     counts = reconcile.reconcile(now=later)
     # Then none is re-sent
-    assert counts == {"overdue": 3, "resent": 0, "in_transit": 3, "ended": 0}
+    assert counts == {"overdue": 3, "resent": 0, "in_transit": 3, "ended": 0, "skipped": 0}
     assert fake_redis.llen(RETRIES_QUEUE) == 0
 
 
@@ -60,3 +60,18 @@ def test_ended_deliveries_leave_the_in_flight_set(fake_redis):
     counts = reconcile.reconcile(now=time.time() + 10 * 3600)
     assert counts["ended"] == 1
     assert fake_redis.zscore(K.inflight(), did) is None
+
+
+def test_the_queues_are_read_at_most_once_per_interval(fake_redis):
+    # Given two deliveries whose messages are lost, one overdue now and one a little later
+    first, second = _publish(fake_redis, 2)
+    fake_redis.delete(DELIVERIES_QUEUE)
+    later = time.time() + 10 * 3600
+    fake_redis.zadd(K.inflight(), {second: later + 1})
+    # When the reconciler runs, and again before its interval has passed
+    assert reconcile.reconcile(now=later)["resent"] == 1
+    again = reconcile.reconcile(now=later + 2)
+    # Then the second run does not read the queues; the delivery waits for the next look
+    assert again["skipped"] == 1 and again["resent"] == 0
+    fake_redis.delete(reconcile.SCAN_LOCK_KEY)
+    assert reconcile.reconcile(now=later + 2)["resent"] == 1
