@@ -107,7 +107,13 @@ class ReplayResult(dict):  # type: ignore[type-arg]
 
 def _select(account: str, ids: Iterable[str] | None, subscription_id: str | None, since: float | None, all_: bool) -> list[dict[str, Any]]:
     if ids:
-        return [get(account, i) for i in ids]
+        ids = list(ids)
+        check_account(account)
+        raws = get_redis().hmget(K.dead(account), ids)
+        missing = [i for i, raw in zip(ids, raws) if raw is None]
+        if missing:
+            raise NotFound(f"no dead letter {missing[0]} in account {account}")
+        return [json.loads(raw) for raw in raws]
     if not (all_ or subscription_id or since is not None):
         raise ValidationError("say which dead letters: ids, --all, --subscription or --since", {"selection": ["empty"]})
     return list_dead(account, subscription_id=subscription_id, since=since, limit=None)
@@ -132,11 +138,17 @@ def replay(
 
     r = get_redis()
     result = ReplayResult(replayed=[], skipped={})
+    subs: dict[str, Any] = {}  # a replay of one endpoint's backlog looks it up once
     for e in _select(account, ids, subscription_id, since, all_):
         did = e["delivery_id"]
-        try:
-            sub = subscriptions.get(account, e["subscription_id"])
-        except NotFound:
+        sid = e["subscription_id"]
+        if sid not in subs:
+            try:
+                subs[sid] = subscriptions.get(account, sid)
+            except NotFound:
+                subs[sid] = None
+        sub = subs[sid]
+        if sub is None:
             result["skipped"][did] = "subscription no longer exists"
             continue
         if not sub.enabled:
