@@ -158,13 +158,8 @@ def replay(
             result["skipped"][did] = "event payload expired"
             continue
         pipe = r.pipeline(transaction=True)
-        pipe.hset(K.delivery(did), mapping={
-            "account": account, "sub": sub.id, "evt": e["event_id"], "type": e["type"],
-            "status": "pending", "retries": 0, "created": e["created"], "updated": repr(time.time()),
-            "replays": 1,
-        })
-        pipe.expire(K.delivery(did), get_settings().attempt_retention_s)
-        pipe.zadd(K.deliveries(account), {did: time.time()})
+        records.create(did, account=account, sub_id=sub.id, event_id=e["event_id"], event_type=e["type"],
+                       created=e["created"], ttl_s=get_settings().attempt_retention_s, pipe=pipe, replays=1)
         pipe.lpush(RETRIES_QUEUE, task_message(DELIVER_TASK, [did], RETRIES_QUEUE))
         records.touch(did, pipe=pipe, add=True)
         pipe.hdel(K.dead(account), did)

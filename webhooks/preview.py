@@ -8,7 +8,7 @@ from . import events, records, signing
 from .connection import get_redis
 from .errors import DeliveryError, ValidationError
 from .ids import new_id
-from .keys import K
+from .policy import Verdict, classify
 from .subscriptions import Subscription
 
 __all__ = ["preview", "send_test"]
@@ -71,13 +71,10 @@ def send_test(sub: Subscription) -> dict[str, Any]:
     body = events.serialize(envelope) if t is None else t.body(envelope)
     extra = {} if t is None else dict(t.headers())
     did = new_id("msg")
-    now = time.time()
-    get_redis().hset(K.delivery(did), mapping={
-        "account": sub.account, "sub": sub.id, "evt": envelope["id"], "type": "webhook.test",
-        "status": "pending", "created": repr(now), "updated": repr(now), "retries": 0, "attempts": 0,
-    })
-    get_redis().expire(K.delivery(did), 86400)
-    get_redis().zadd(K.deliveries(sub.account), {did: now})
+    pipe = get_redis().pipeline(transaction=True)
+    records.create(did, account=sub.account, sub_id=sub.id, event_id=envelope["id"], event_type="webhook.test",
+                   created=time.time(), ttl_s=86400, pipe=pipe, attempts=0)
+    pipe.execute()
     status: int | None = None
     error: str | None = None
     started = time.time()
@@ -85,7 +82,7 @@ def send_test(sub: Subscription) -> dict[str, Any]:
         headers = {**extra, **signing.signed_headers(sub.signing_secrets(), did, body), "content-type": "application/json"}
         resp = get_transport().send(OutgoingRequest(url=sub.url, body=body, headers=headers))
         status = resp.status
-        ok = 200 <= status < 300
+        ok = classify(status) is Verdict.DELIVERED
         if not ok:
             error = f"endpoint answered {status}"
     except DeliveryError as exc:

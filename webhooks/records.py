@@ -17,7 +17,7 @@ from .connection import get_redis
 from .keys import K
 from .settings import get_settings
 
-__all__ = ["Attempt", "load", "update", "touch", "log_attempt", "attempts", "list_for_account", "ENDED"]
+__all__ = ["Attempt", "create", "load", "update", "touch", "log_attempt", "attempts", "list_for_account", "ENDED"]
 
 ENDED = frozenset({"delivered", "dead", "discarded"})
 
@@ -50,6 +50,19 @@ def load(delivery_id: str, *, touch_it: bool = False) -> dict[str, str] | None:
         touch(delivery_id, pipe=pipe)
     h = pipe.execute()[0]
     return _decode(h) if h else None
+
+
+def create(delivery_id: str, *, account: str, sub_id: str, event_id: str, event_type: str, created: float | str,
+           ttl_s: int, pipe: Any, **extra: Any) -> None:
+    """Write a pending delivery record and index it for the account's listings (in ``pipe``).
+    The producer's fan-out script writes the same fields in Lua."""
+    now = time.time()
+    mapping = {"account": account, "sub": sub_id, "evt": event_id, "type": event_type, "status": "pending",
+               "retries": 0, "created": created if isinstance(created, str) else repr(created),
+               "updated": repr(now), **extra}
+    pipe.hset(K.delivery(delivery_id), mapping=mapping)
+    pipe.expire(K.delivery(delivery_id), ttl_s)
+    pipe.zadd(K.deliveries(account), {delivery_id: now})
 
 
 def touch(delivery_id: str, *, after_s: float = 0.0, pipe: Any = None, add: bool = False) -> None:
