@@ -14,18 +14,19 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import health, mover, records, signing, stats, subscriptions
+from .breaker import BreakerConfig, CircuitBreaker
 from .connection import get_redis
+from .deadletters import release_payload
 from .errors import DeliveryError, EncryptionError, ValidationError
 from .keys import K
+from .limits import EndpointSlots, RateLimiter
 from .policy import RetrySchedule, Verdict, classify, next_delay, parse_retry_after, split_tier
+from .producer import _transform_for
 from .settings import Settings, get_settings
 from .transport import HttpTransport, OutgoingRequest, Transport
-
-if TYPE_CHECKING:
-    from .breaker import BreakerConfig
 
 __all__ = ["Outcome", "attempt", "breaker_config", "get_transport", "set_transport", "schedule_for"]
 
@@ -77,10 +78,8 @@ def schedule_for(sub: subscriptions.Subscription, settings: Settings) -> RetrySc
     return RetrySchedule(tuple(settings.retry_schedule_s), jitter=settings.retry_jitter)
 
 
-def breaker_config(settings: Settings) -> "BreakerConfig":
+def breaker_config(settings: Settings) -> BreakerConfig:
     """The circuit breaker's thresholds from WEBHOOKS_BREAKER_* settings."""
-    from .breaker import BreakerConfig
-
     return BreakerConfig(
         window_s=settings.breaker_window_s,
         min_requests=settings.breaker_min_requests,
@@ -90,8 +89,6 @@ def breaker_config(settings: Settings) -> "BreakerConfig":
 
 
 def _discard(delivery_id: str, rec: dict[str, str], reason: str) -> Outcome:
-    from .deadletters import release_payload
-
     pipe = get_redis().pipeline(transaction=True)
     records.update(delivery_id, pipe=pipe, status="discarded", reason=reason)
     pipe.zrem(K.inflight(), delivery_id)
@@ -104,8 +101,6 @@ def _discard(delivery_id: str, rec: dict[str, str], reason: str) -> Outcome:
 def _build(sub: subscriptions.Subscription, envelope_raw: bytes) -> tuple[bytes, dict[str, str]]:
     if not sub.transform:
         return envelope_raw, {}
-    from .producer import _transform_for
-
     t = _transform_for(sub)
     envelope = json.loads(envelope_raw)
     return t.body(envelope), dict(t.headers())
@@ -113,9 +108,6 @@ def _build(sub: subscriptions.Subscription, envelope_raw: bytes) -> tuple[bytes,
 
 def attempt(delivery_id: str, *, now: float | None = None) -> Outcome:
     """Make one attempt at ``delivery_id`` and decide what follows. See Outcome."""
-    from .breaker import CircuitBreaker
-    from .limits import EndpointSlots, RateLimiter
-
     settings = get_settings()
     r = get_redis()
     rec = records.load(delivery_id, touch_it=True)
