@@ -28,7 +28,7 @@ def _init_sentry_child(**_: Any) -> None:
     init_sentry(get_settings().sentry_dsn, celery=True)
 
 
-def report_dead_letter(delivery_id: str) -> None:
+def report_dead_letter(delivery_id: str, reason: str | None) -> None:
     """One Sentry warning per dead letter, with ids only: no URL, payload, response or error text.
 
     Grouped by reason (not by delivery) so a failing endpoint makes one issue, not thousands.
@@ -39,8 +39,8 @@ def report_dead_letter(delivery_id: str) -> None:
 
         if not sentry_sdk.get_client().is_active():
             return
-        rec = records.load(delivery_id) or {}
-        reason = rec.get("reason") or "failed"
+        rec = records.load(delivery_id) or {}  # Sentry on: one read, off the delivery's hot path
+        reason = reason or rec.get("reason") or "failed"
         tags = {"account": rec.get("account"), "subscription_id": rec.get("sub"), "event_id": rec.get("evt"),
                 "event_type": rec.get("type"), "delivery_id": delivery_id, "reason": reason}
         sentry_sdk.capture_message(
