@@ -48,14 +48,15 @@ class Calls:
 class World:
     """An account with one subscription, one published event, a store on ``client``."""
 
-    def __init__(self, client: Any, clock: Callable[[], float], **sub_options: Any) -> None:
+    def __init__(self, client: Any, clock: Callable[[], float], account: str = "acme", **sub_options: Any) -> None:
+        self.account = account
         self.r = client
         self.clock = clock
         self.settings = get_settings()
         self.store = DeliveryStore(client, self.settings, clock)
         self.transport = FakeTransport()
-        self.sub = subscriptions.create("acme", URL, ["message.sent"], retry_schedule=SCHEDULE, **sub_options)
-        self.published = webhooks.publish("acme", "message.sent", events.sample("message.sent"))
+        self.sub = subscriptions.create(self.account, URL, ["message.sent"], retry_schedule=SCHEDULE, **sub_options)
+        self.published = webhooks.publish(self.account, "message.sent", events.sample("message.sent"))
         self.did = self.published.delivery_ids[0]
         self.calls = Calls(client)
 
@@ -69,7 +70,7 @@ class World:
         self.r.hset(K.delivery(self.did), "retries", retries)
 
     def payload_exists(self) -> bool:
-        return bool(self.r.exists(K.event("acme", self.published.id)))
+        return bool(self.r.exists(K.event(self.account, self.published.id)))
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ def test_a_failed_attempt_retries_parks_or_dies_by_its_place_in_the_schedule(wor
         assert 3600 <= world.r.zscore(K.parked(), world.did) - world.clock() <= high
     else:
         assert out.action == "dead" and rec["status"] == "dead" and rec["reason"] == "exhausted"
-        letter = deadletters.get("acme", world.did)
+        letter = deadletters.get(world.account, world.did)
         assert letter["reason"] == "exhausted" and letter["attempts"] == 1 and letter["event_id"] == world.published.id
         assert world.r.zscore(K.inflight(), world.did) is None
         assert world.payload_exists(), "a dead letter keeps its payload for replay"
@@ -157,8 +158,8 @@ def test_410_dead_letters_and_disables_the_subscription(world: World) -> None:
     world.transport.script(_http(410))
     out = world.attempt()
     assert out.action == "dead" and world.record()["reason"] == "gone"
-    assert deadletters.get("acme", world.did)["status"] == 410
-    assert subscriptions.get("acme", world.sub.id).enabled is False
+    assert deadletters.get(world.account, world.did)["status"] == 410
+    assert subscriptions.get(world.account, world.sub.id).enabled is False
 
 
 @pytest.mark.parametrize("failure,reason", [
@@ -175,7 +176,7 @@ def test_a_permanent_failure_dead_letters_at_once_without_touching_the_breaker(w
         world.transport.script(failure)
     out = world.attempt()
     assert out.action == "dead" and world.calls.n == 2
-    assert deadletters.get("acme", world.did)["reason"] == reason
+    assert deadletters.get(world.account, world.did)["reason"] == reason
     assert CircuitBreaker(world.r).state(world.sub.id)["requests"] == 0, "not the endpoint's fault"
 
 
@@ -183,7 +184,7 @@ def test_a_permanent_failure_dead_letters_at_once_without_touching_the_breaker(w
 
 
 def test_a_deleted_subscription_discards_without_a_request(world: World) -> None:
-    subscriptions.delete("acme", world.sub.id)
+    subscriptions.delete(world.account, world.sub.id)
     out = world.attempt()
     assert out.action == "discarded" and out.reason == "subscription deleted"
     assert world.record()["status"] == "discarded" and world.transport.requests == []
@@ -191,14 +192,14 @@ def test_a_deleted_subscription_discards_without_a_request(world: World) -> None
 
 
 def test_a_disabled_subscription_discards_with_its_reason(world: World) -> None:
-    subscriptions.disable("acme", world.sub.id, reason="maintenance")
+    subscriptions.disable(world.account, world.sub.id, reason="maintenance")
     out = world.attempt()
     assert out.action == "discarded" and out.reason == "subscription disabled: maintenance"
     assert world.transport.requests == []
 
 
 def test_an_expired_payload_discards(world: World) -> None:
-    world.r.delete(K.event("acme", world.published.id))
+    world.r.delete(K.event(world.account, world.published.id))
     out = world.attempt()
     assert out.action == "discarded" and out.reason == "event payload expired"
     assert world.transport.requests == []
@@ -215,7 +216,7 @@ def test_an_ended_or_unknown_delivery_is_skipped(world: World) -> None:
 def test_a_taken_slot_parks_the_delivery_until_a_release_wakes_it(world: World) -> None:
     # Given every slot of the endpoint is held (by another delivery of the same endpoint)
     limit = world.settings.endpoint_concurrency
-    other = webhooks.publish("acme", "message.sent", events.sample("message.sent")).delivery_ids[0]
+    other = webhooks.publish(world.account, "message.sent", events.sample("message.sent")).delivery_ids[0]
     for i in range(limit - 1):
         assert EndpointSlots(world.r).acquire(world.sub.id, f"msg_holder{i}", limit, 60)
     world.transport.script(_http(200))
@@ -262,7 +263,7 @@ def test_an_open_breaker_makes_the_delivery_wait_without_a_request(world: World)
 def test_a_half_open_breaker_sends_one_probe_and_its_success_closes_it(world: World, clock) -> None:  # type: ignore[no-untyped-def]
     b = _open_breaker(world)
     clock.advance(world.settings.breaker_cooldown_s + 1)
-    second = webhooks.publish("acme", "message.sent", events.sample("message.sent")).delivery_ids[0]
+    second = webhooks.publish(world.account, "message.sent", events.sample("message.sent")).delivery_ids[0]
     # Given the first delivery after the cool-down becomes the probe (claimed, not yet settled)
     assert world.store.claim(second).action == "go"
     assert b.state(world.sub.id)["state"] == "half_open"
@@ -292,7 +293,7 @@ def test_a_failed_probe_reopens_the_breaker(world: World, clock) -> None:  # typ
 def test_a_rate_limited_endpoint_books_the_next_slot_in_time(fake_redis, clock) -> None:  # type: ignore[no-untyped-def]
     clock.now = time.time()
     w = World(fake_redis, clock, rate_limit_per_s=1.0)
-    second = webhooks.publish("acme", "message.sent", events.sample("message.sent")).delivery_ids[0]
+    second = webhooks.publish(w.account, "message.sent", events.sample("message.sent")).delivery_ids[0]
     assert w.attempt().action == "delivered"
     out = delivery.attempt(second, store=w.store, transport=w.transport, clock=w.clock)
     assert out.action == "wait" and out.reason == "rate limited" and 0 < out.delay_s <= 1.0
@@ -319,7 +320,7 @@ def test_an_endpoint_failing_past_the_disable_time_is_disabled(world: World, mon
     world.r.set(K.stats(world.sub.id, "failing_since"), repr(world.clock() - world.settings.disable_after_s - 1))
     world.transport.script(_http(500))
     world.attempt()
-    sub = subscriptions.get("acme", world.sub.id)
+    sub = subscriptions.get(world.account, world.sub.id)
     assert sub.enabled is False and "failing continuously" in (sub.disabled_reason or "")
 
 
@@ -331,14 +332,14 @@ def test_the_subscription_is_decoded_once_per_version(world: World, monkeypatch)
         decoded.append(1)
         return real(raw)
 
-    ids = [webhooks.publish("acme", "message.sent", events.sample("message.sent")).delivery_ids[0] for _ in range(3)]
+    ids = [webhooks.publish(world.account, "message.sent", events.sample("message.sent")).delivery_ids[0] for _ in range(3)]
     monkeypatch.setattr(subscriptions.Subscription, "from_json", spy)
     delivery._endpoints.clear()
     for did in ids:
         world.attempt(did)
     assert len(decoded) == 1
     monkeypatch.setattr(subscriptions.Subscription, "from_json", real)
-    subscriptions.update("acme", world.sub.id, description="new version")
+    subscriptions.update(world.account, world.sub.id, description="new version")
     monkeypatch.setattr(subscriptions.Subscription, "from_json", spy)
     world.attempt()
     assert len(decoded) == 2
@@ -353,6 +354,6 @@ def test_a_killed_pool_child_is_still_dead_lettered(world: World) -> None:
     # When Celery's task_failure signal fires for it
     tasks._on_task_failure(sender=tasks.deliver, task_id="t1", exception=WorkerLostError("killed"), args=[world.did])
     # Then its dead letter is written once, from the record
-    letter = deadletters.get("acme", world.did)
+    letter = deadletters.get(world.account, world.did)
     assert letter["subscription_id"] == world.sub.id and letter["reason"] == "WorkerLostError"
     assert not deadletters.record(world.did, "again")
