@@ -357,3 +357,15 @@ def test_a_killed_pool_child_is_still_dead_lettered(world: World) -> None:
     letter = deadletters.get(world.account, world.did)
     assert letter["subscription_id"] == world.sub.id and letter["reason"] == "WorkerLostError"
     assert not deadletters.record(world.did, "again")
+
+
+def test_claim_reads_enabled_and_rate_from_the_top_level_of_the_subscription_only(fake_redis, clock) -> None:  # type: ignore[no-untyped-def]
+    # Given a subscription whose text and mapping mention "enabled":false and rate_limit_per_s
+    clock.now = time.time()
+    w = World(fake_redis, clock, description='"enabled":false', transform={
+        "mapping": {"rate_limit_per_s": "data.text", "enabled": "`false`"}})
+    w.transport.script(_http(200), _http(200))
+    second = webhooks.publish(w.account, "message.sent", events.sample("message.sent")).delivery_ids[0]
+    # When two deliveries go at once, Then neither is discarded nor rate limited
+    assert w.attempt().action == "delivered"
+    assert delivery.attempt(second, store=w.store, transport=w.transport, clock=w.clock).action == "delivered"

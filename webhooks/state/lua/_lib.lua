@@ -123,8 +123,8 @@ local function breaker_record(key, kreq, kfail, now, ok, second, window, min_req
     end
     return sum
   end
-  redis.call('HINCRBY', kreq, second, 1)
-  redis.call('EXPIRE', kreq, idle_ttl)
+  -- the expiry is renewed once per second bucket (the first count in it), not per attempt
+  if redis.call('HINCRBY', kreq, second, 1) == 1 then redis.call('EXPIRE', kreq, idle_ttl) end
   if ok then
     -- forget old buckets now and then (one field per second of traffic otherwise piles up)
     if redis.call('HLEN', kreq) > tonumber(window) + 60 then total(kreq) end
