@@ -390,6 +390,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--latency-rate", type=float, default=0.0,
                     help="deliveries/s for the latency row (default: half each side's own one-worker rate)")
     ap.add_argument("--receiver", choices=("auto", "nginx", "asyncio"), default="auto")
+    ap.add_argument("--endpoint-delay-ms", type=float, default=0.0,
+                    help="every endpoint answers after this long (a slow endpoint; uses the asyncio receiver)")
     ap.add_argument("--encrypt", action="store_true", help="run ours with WEBHOOKS_ENCRYPTION_KEY set")
     ap.add_argument("--json", metavar="FILE", help="also write every run's figures to FILE")
     ap.add_argument("--quick", action="store_true",
@@ -418,7 +420,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     redis = PrivateRedis(tmp / "redis").start()
     receiver = None
     try:
-        receiver = start_receiver(ca, tmp / "receiver", args.receiver)
+        receiver = start_receiver(ca, tmp / "receiver", args.receiver, args.endpoint_delay_ms)
         env = {
             "WEBHOOKS_REDIS_URL": redis.url(Ours.db),
             "WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
@@ -440,7 +442,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         header = (f"Side by side: {args.deliveries:,} pre-enqueued deliveries per run after a warm-up of "
                   f"{args.warmup:,}, {args.subscriptions} URLs, a {max(sizes)}-byte `{EVENT_TYPE}` body, "
                   f"`-P {args.pool} -c {args.concurrency} -l {args.loglevel}` for both, one private redis-server "
-                  f"(AOF everysec), {receiver.kind} HTTPS receiver on loopback (keep-alive); medians of "
+                  f"(AOF everysec), {receiver.kind} HTTPS receiver on loopback (keep-alive"
+                  f"{f', answering after {args.endpoint_delay_ms:g} ms' if args.endpoint_delay_ms else ''}); medians of "
                   f"{args.runs} run{'s' if args.runs != 1 else ''}.")
         print(header, flush=True)
         res = Results()

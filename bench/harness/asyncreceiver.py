@@ -1,11 +1,12 @@
 """A one-process asyncio HTTPS receiver: the bench's fallback when nginx is not installed.
 
-    python -m bench.harness.asyncreceiver --port P --cert server.pem --key server.key --log access.log
+    python -m bench.harness.asyncreceiver --port P --cert server.pem --key server.key --log access.log [--delay-ms D]
 
 HTTP/1.1 with keep-alive, ``Content-Length`` bodies; answers 200 ``ok`` to every request
 and appends ``<unix time> <webhook-id> <path> 200 <webhook-signature>`` per POST to the log
 (the same format as the bench's nginx). One thread, no per-request allocation it can avoid:
-it must not be the bottleneck (the bench prints its CPU per delivery).
+it must not be the bottleneck (the bench prints its CPU per delivery). With ``--delay-ms`` every
+answer waits that long first (a slow endpoint; the wait costs no CPU).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ _OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n
 _BAD = b"HTTP/1.1 411 Length Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log) -> None:  # type: ignore[no-untyped-def]
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log, delay_s: float) -> None:  # type: ignore[no-untyped-def]
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -37,6 +38,8 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log
             length = int(fields.get("content-length") or 0)
             if length:
                 await reader.readexactly(length)
+            if delay_s:
+                await asyncio.sleep(delay_s)
             writer.write(_OK)
             if method == "POST":
                 log.write(f"{time.time():.6f} {fields.get('webhook-id', '-')} {target.split('?', 1)[0]} 200 "
@@ -52,7 +55,7 @@ async def _main(args: argparse.Namespace) -> None:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(args.cert, args.key)
     log = open(args.log, "a", buffering=1, encoding="latin-1")  # noqa: SIM115 - line-buffered: the bench tails it
-    server = await asyncio.start_server(lambda r, w: _serve(r, w, log), "127.0.0.1", args.port, ssl=ctx, backlog=512)
+    server = await asyncio.start_server(lambda r, w: _serve(r, w, log, args.delay_ms / 1000), "127.0.0.1", args.port, ssl=ctx, backlog=512)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--log", required=True)
+    ap.add_argument("--delay-ms", type=float, default=0.0, help="answer every request after this long")
     asyncio.run(_main(ap.parse_args(argv)))
 
 

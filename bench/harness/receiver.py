@@ -107,8 +107,11 @@ def _nginx() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 
 
-def start_receiver(ca: TestCA, directory: Path, kind: str = "auto") -> Receiver:
-    """Start nginx (``kind`` "nginx", or "auto" when installed) or the asyncio receiver."""
+def start_receiver(ca: TestCA, directory: Path, kind: str = "auto", delay_ms: float = 0.0) -> Receiver:
+    """Start nginx (``kind`` "nginx", or "auto" when installed) or the asyncio receiver.
+
+    ``delay_ms`` > 0 (every answer that late) needs the asyncio receiver: "auto" picks it.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = _write_server_cert(ca, directory)
     port = free_port()
@@ -117,14 +120,16 @@ def start_receiver(ca: TestCA, directory: Path, kind: str = "auto") -> Receiver:
     nginx = _nginx()
     if kind == "nginx" and nginx is None:
         raise SystemExit("--receiver nginx: nginx is not installed (apt-get install nginx-light)")
-    if kind in ("nginx", "auto") and nginx is not None:
+    if kind == "nginx" and delay_ms > 0:
+        raise SystemExit("--endpoint-delay-ms needs the asyncio receiver (--receiver asyncio or auto)")
+    if kind in ("nginx", "auto") and nginx is not None and delay_ms <= 0:
         conf = directory / "nginx.conf"
         conf.write_text(NGINX_CONF.format(dir=directory, port=port))
         args = [nginx, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(conf)]
         used = "nginx"
     else:
         args = [sys.executable, "-m", "bench.harness.asyncreceiver", "--port", str(port), "--cert", str(cert),
-                "--key", str(key), "--log", str(log_path)]
+                "--key", str(key), "--log", str(log_path), "--delay-ms", str(delay_ms)]
         used = "asyncio"
     err = open(directory / f"{used}.out", "ab")  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen(args, cwd=ROOT, stdout=err, stderr=subprocess.STDOUT, start_new_session=True,
