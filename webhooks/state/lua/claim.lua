@@ -7,12 +7,14 @@
 --       8 breaker probe wait s, 9 idle ttl s, 10 rate booking grace s,
 --       11.. key templates: subs, event, event refs, legacy event, legacy refs, slots, rate,
 --       rate held, breaker, slot waiters
--- Returns {"go", subscription json, payload, retries, attempts, created}
+-- Returns {"go", subscription json, payload, retries, attempts, created, account, subscription id,
+--         event id, key layout, event type}
 --       | {"wait", delay, reason} | {"park", delay, reason} | {"discard", reason} | {"skip", reason}
 local now = tonumber(ARGV[1])
 local did = ARGV[2]
 local progress = tonumber(ARGV[3])
-local f = redis.call('HMGET', KEYS[1], 'status', 'account', 'sub', 'evt', 'v', 'retries', 'attempts', 'created')
+local f = redis.call('HMGET', KEYS[1], 'status', 'account', 'sub', 'evt', 'v', 'retries', 'attempts', 'created',
+                     'type')
 local st = f[1]
 if not st then return {'skip', 'unknown delivery'} end
 if st == 'delivered' or st == 'dead' or st == 'discarded' then return {'skip', 'already ' .. st} end
@@ -82,4 +84,4 @@ if allowed[1] == 0 then return wait(math.max(tonumber(allowed[2]), 1.0), 'circui
 slot_take(slots, did, fmt(now + lease), math.ceil(lease * 1000))
 redis.call('HSET', KEYS[1], 'status', 'attempting', 'updated', ARGV[1])
 redis.call('ZADD', KEYS[2], 'XX', fmt(now + lease + progress), did)
-return {'go', sub_raw, body, f[6] or '0', f[7] or '0', f[8] or ''}
+return {'go', sub_raw, body, f[6] or '0', f[7] or '0', f[8] or '', account, sub_id, evt, f[5] or '', f[9] or ''}
