@@ -15,7 +15,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.drip import SHAPES, DripServer
+from tests.support.receiver import Receiver
 from tests.support.tls import TestCA, make_ca
+from tests.support.worker import Worker, wait_until
 from webhooks.errors import TransientDeliveryError
 from webhooks.policy import Verdict, classify
 from webhooks.settings import Settings
@@ -79,3 +81,81 @@ def test_the_thread_is_free_for_the_next_attempt(ca: TestCA, transport: HttpTran
     # Then each one ended at the deadline: nothing was left blocking the thread
     assert all(t <= TOTAL_S + 1.0 for t in times), times
     assert server.connections == 3
+
+
+# --- a real worker shared by dripping endpoints and a healthy one --------------------------
+WORKER_TOTAL_S = 3.0
+WORKER_THREADS = 8
+WORKER_SLOTS = 2  # per endpoint: three dripping endpoints can hold 6 of the 8 threads at most
+HEALTHY_EVENTS = 150
+
+
+@pytest.fixture(scope="module")
+def shared_worker(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """8 threads, 2 slots per endpoint, a 3 s total deadline, retries every second, and a
+    breaker that never opens (the deadline alone must keep the healthy endpoint served)."""
+    env = {
+        **stack_env,
+        "WEBHOOKS_TOTAL_TIMEOUT_S": str(WORKER_TOTAL_S),
+        "WEBHOOKS_CONNECT_TIMEOUT_S": "2",
+        "WEBHOOKS_ENDPOINT_CONCURRENCY": str(WORKER_SLOTS),
+        "WEBHOOKS_RETRY_SCHEDULE": ",".join(["1"] * 20),
+        "WEBHOOKS_RETRY_JITTER": "0",
+        "WEBHOOKS_BREAKER_MIN_REQUESTS": "100000",
+    }
+    w = Worker(env, tmp_path_factory.mktemp("drip-worker") / "worker.log", concurrency=WORKER_THREADS).start()
+    yield w
+    w.stop()
+
+
+def _throughput(receiver: Receiver, path: str, account: str, n: int) -> float:
+    """Publish ``n`` events to ``account`` and return the deliveries per second ``path`` saw."""
+    import webhooks
+    from webhooks import events
+
+    already = len(receiver.requests_for(path))
+    for _ in range(n):
+        webhooks.publish(account, "message.sent", events.sample("message.sent"))
+    receiver.wait_for(lambda r: len(r.requests_for(path)) >= already + n, timeout_s=60)
+    seen = receiver.requests_for(path)[already:]
+    return (n - 1) / max(seen[-1].at - seen[0].at, 1e-3)
+
+
+def test_dripping_endpoints_do_not_starve_a_healthy_one_on_a_real_worker(
+    configured: dict[str, str], shared_worker: Worker, receiver: Receiver, account: str
+) -> None:
+    import webhooks
+    from webhooks import events, records
+
+    # Given a healthy endpoint, and its throughput on the worker alone
+    webhooks.subscriptions.create(account, receiver.url("/healthy"), ["message.sent"])
+    _throughput(receiver, "/healthy", account, 30)  # warm up: connections, caches
+    alone = _throughput(receiver, "/healthy", account, HEALTHY_EVENTS)
+    # And three endpoints of other accounts that drip a Connection: close body for ever
+    drips = [DripServer(receiver.ca, "body_close", interval_s=0.2).__enter__() for _ in range(3)]
+    try:
+        drip_deliveries: list[str] = []
+        for i, server in enumerate(drips):
+            other = f"{account}-drip{i}"
+            webhooks.subscriptions.create(other, server.url(), ["message.sent"])
+            for _ in range(10):
+                drip_deliveries += webhooks.publish(other, "message.sent", events.sample("message.sent")).delivery_ids
+        # When they hold their slots of the worker's threads
+        wait_until(lambda: sum(s.open_connections for s in drips) >= 3 * WORKER_SLOTS, 10,
+                   message="every dripping endpoint to hold its slots")
+        # Then the healthy endpoint keeps >= 90 % of its throughput
+        shared = _throughput(receiver, "/healthy", account, HEALTHY_EVENTS)
+        assert shared >= 0.9 * alone, f"healthy endpoint: {shared:.0f}/s with drips vs {alone:.0f}/s alone"
+        # And every dripping attempt ended at the total deadline as a timeout, and was retried
+        wait_until(lambda: all(len(records.attempts(d)) >= 1 for d in drip_deliveries[:: 10]), 3 * WORKER_TOTAL_S,
+                   message="the first dripping attempts to end")
+        ended = [a for d in drip_deliveries for a in records.attempts(d)]
+        assert ended and all(a["error"] == "timeout" for a in ended), {a["error"] for a in ended}
+        assert max(a["duration_ms"] for a in ended) <= (WORKER_TOTAL_S + 1) * 1000
+        timed_out = [d for d in drip_deliveries if records.attempts(d)]
+        assert all(int(records.load(d).get("retries") or 0) >= 1 for d in timed_out), "a timed-out attempt was not retried"
+        assert not [d for d in timed_out if records.load(d)["status"] in ("dead", "delivered")]
+        print(f"healthy endpoint: {alone:.0f}/s alone, {shared:.0f}/s beside three dripping endpoints")
+    finally:
+        for server in drips:
+            server.stop()
