@@ -7,6 +7,8 @@
     │   └── UrlRefused           the URL guard refused a URL (names the rule)
     ├── NotFound                 no such subscription / delivery / dead letter in this account
     ├── PublishError             the broker could not be reached in time; nothing was enqueued
+    ├── StoreUnavailable         Redis (the state store) could not be reached or refused a
+    │                            subscriptions.* call (also a redis.ConnectionError)
     ├── ConfigurationError       the settings cannot work (the worker refuses to start)
     ├── EncryptionError          encrypted data and a missing or wrong WEBHOOKS_ENCRYPTION_KEY
     ├── SignatureError           receiver side: the webhook does not verify
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+
 __all__ = [
     "WebhooksError",
     "ValidationError",
@@ -28,6 +32,7 @@ __all__ = [
     "UrlRefused",
     "NotFound",
     "PublishError",
+    "StoreUnavailable",
     "ConfigurationError",
     "EncryptionError",
     "SignatureError",
@@ -80,6 +85,21 @@ class NotFound(WebhooksError):
 
 class PublishError(WebhooksError):
     """The event could not be handed to the broker in time; nothing was enqueued."""
+
+
+class StoreUnavailable(WebhooksError, redis.ConnectionError):
+    """Redis, where subscriptions live, could not be reached in time or refused the command.
+
+    Raised by the ``subscriptions.*`` API instead of raw ``redis.exceptions.*``. A read changed
+    nothing; a write whose connection failed mid-call may or may not have been applied (read
+    it back before trying again). Also a ``redis.ConnectionError``, so code that already
+    catches redis errors (and the workers' "Redis is down, retry later" path) still does.
+    ``operation`` names the call, e.g. ``subscriptions.create``.
+    """
+
+    def __init__(self, message: str, *, operation: str = "") -> None:
+        super().__init__(message)
+        self.operation = operation
 
 
 class ConfigurationError(WebhooksError):

@@ -31,15 +31,31 @@ __all__ = [
 ]
 
 CUSTOM_PREFIX = "custom."
-_CUSTOM_NAME_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*$")
-_EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_CUSTOM_NAME_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*\Z")
+_EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}\Z")
 _MAX_TYPE_CHARS = 200
 _MAX_CUSTOM_DEPTH = 32
 _MAX_PATH_PART_CHARS = 64
 
+# Past this many bits an integer may have more decimal digits than Python will write
+# (sys.get_int_max_str_digits(), 4300 by default): json.dumps would raise a raw ValueError.
+_LONG_INT_BITS = 14_000
+_LONG_INT = "integer too long to write as JSON (more than 4300 digits)"
+
 _NAME = v.Length(min=1, max=200)
 _ID = v.Length(min=1, max=200)
 _TEXT = v.Length(max=20_000)
+
+
+def _writable_int(value: int) -> bool:
+    """False if ``value`` has more digits than Python converts to text."""
+    if value.bit_length() <= _LONG_INT_BITS:
+        return True
+    try:
+        str(value)
+    except ValueError:
+        return False
+    return True
 
 
 class _IsoDateTime(fields.AwareDateTime):
@@ -59,6 +75,8 @@ class _StrictInt(fields.Integer):
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
         if isinstance(value, bool):
             raise self.make_error("invalid")
+        if isinstance(value, int) and not _writable_int(value):
+            raise MarshmallowError(_LONG_INT)
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -73,6 +91,8 @@ class _FormAnswer(fields.Field):
                 raise MarshmallowError("Longer than maximum length 5000.")
             return value
         if isinstance(value, int):  # bool included: both are answers
+            if not _writable_int(value):
+                raise MarshmallowError(_LONG_INT)
             return value
         if isinstance(value, float) and math.isfinite(value):
             return value
@@ -216,7 +236,11 @@ def _clean_json(value: Any, path: str, depth: int, errors: dict[str, list[str]])
     if depth > _MAX_CUSTOM_DEPTH:
         errors[where] = [f"nested deeper than {_MAX_CUSTOM_DEPTH} levels"]
         return None
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        if not _writable_int(value):
+            errors[where] = [_LONG_INT]
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -263,6 +287,8 @@ def validate(event_type: str, data: object) -> dict[str, Any]:
         json.dumps(cleaned, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:
         raise _invalid(event_type, {"data": ["text holds a lone surrogate (not valid Unicode)"]}) from None
+    except (TypeError, ValueError) as exc:  # a value no field above checked: still our error
+        raise _invalid(event_type, {"data": [f"not writable as JSON: {str(exc)[:200]}"]}) from None
     return cleaned  # type: ignore[no-any-return]
 
 

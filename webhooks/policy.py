@@ -60,8 +60,8 @@ MAX_SCHEDULE_TOTAL_S = 7 * 86400.0
 DEFAULT_DELAYS_S: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 
 _UNITS_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_STEP_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$", re.IGNORECASE)
-_DELAY_SECONDS_RE = re.compile(r"^\d+(?:\.\d+)?$")
+_STEP_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)\Z", re.IGNORECASE)
+_DELAY_SECONDS_RE = re.compile(r"^\d+(?:\.\d+)?\Z")
 _rng = random.Random()
 
 
