@@ -59,15 +59,18 @@ class UnknownEventType(ValidationError):
 
 
 class PayloadTooLarge(ValidationError):
-    """The serialized event is larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES``."""
+    """The serialized event is larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES``; ``size`` is exact,
+    or a lower bound when ``at_least`` (found by the cheap check before validation)."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, *, at_least: bool = False) -> None:
+        measured = f"at least {size}" if at_least else f"{size}"
         super().__init__(
-            f"event is {size} bytes, over the limit of {limit} bytes",
-            {"data": [f"serialized size {size} > {limit} bytes"]},
+            f"event is {measured} bytes, over the limit of {limit} bytes",
+            {"data": [f"serialized size {measured} > {limit} bytes"]},
         )
         self.size = size
         self.limit = limit
+        self.at_least = at_least
 
 
 class UrlRefused(ValidationError):
