@@ -37,7 +37,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_ATTEMPTS_PER_DELIVERY": ("50", "Attempt log entries kept per delivery (newest)."),
     "WEBHOOKS_DEAD_LETTER_RETENTION_S": ("2592000", "How long a dead letter is kept before it expires."),
     "WEBHOOKS_EGRESS_PROXY": ("", "Explicit egress proxy URL for deliveries; proxy environment variables are ignored."),
-    "WEBHOOKS_ENCRYPTION_KEY": ("", "Fernet key: when set, subscription secrets are encrypted at rest."),
+    "WEBHOOKS_ENCRYPTION_KEY": ("", "Fernet key(s) encrypting subscription secrets at rest, comma-separated, newest first (make one with `webhooks keygen`); required to store a secret unless WEBHOOKS_ALLOW_PLAINTEXT_SECRETS=1."),
+    "WEBHOOKS_ALLOW_PLAINTEXT_SECRETS": ("0", "Development only: without WEBHOOKS_ENCRYPTION_KEY, store new signing secrets in plain text instead of refusing them."),
     "WEBHOOKS_ENDPOINT_CONCURRENCY": ("4", "Deliveries in flight at most per endpoint (subscription URL)."),
     "WEBHOOKS_BREAKER_MIN_REQUESTS": ("10", "Circuit breaker: attempts within the window before it may open."),
     "WEBHOOKS_BREAKER_FAILURE_RATIO": ("0.7", "Circuit breaker: opens when at least this fraction of those attempts failed."),
@@ -102,6 +103,7 @@ class Settings:
     dead_letter_retention_s: int = 2592000
     egress_proxy: str | None = None
     encryption_key: str | None = field(default=None, repr=False)
+    allow_plaintext_secrets: bool = False
     endpoint_concurrency: int = 4
     breaker_min_requests: int = 10
     breaker_failure_ratio: float = 0.7
@@ -195,6 +197,7 @@ class Settings:
             dead_letter_retention_s=conv("WEBHOOKS_DEAD_LETTER_RETENTION_S", int),  # type: ignore[arg-type]
             egress_proxy=get("WEBHOOKS_EGRESS_PROXY") or None,
             encryption_key=get("WEBHOOKS_ENCRYPTION_KEY") or None,
+            allow_plaintext_secrets=_bool(get("WEBHOOKS_ALLOW_PLAINTEXT_SECRETS")),
             endpoint_concurrency=conv("WEBHOOKS_ENDPOINT_CONCURRENCY", int),  # type: ignore[arg-type]
             breaker_min_requests=conv("WEBHOOKS_BREAKER_MIN_REQUESTS", int),  # type: ignore[arg-type]
             breaker_failure_ratio=conv("WEBHOOKS_BREAKER_FAILURE_RATIO", float),  # type: ignore[arg-type]

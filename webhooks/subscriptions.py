@@ -224,7 +224,9 @@ def create(
 ) -> Subscription:
     """Create a subscription. The URL is vetted by the URL guard (https, public address).
 
-    Raises ValidationError (naming the field), UrlRefused. Returns the subscription;
+    Raises ValidationError (naming the field), UrlRefused; ConfigurationError when no
+    WEBHOOKS_ENCRYPTION_KEY is set to encrypt the secret (unless
+    WEBHOOKS_ALLOW_PLAINTEXT_SECRETS=1, for development). Returns the subscription;
     its secret is shown by ``public(reveal=True)`` (once, at creation, by the CLI).
     """
     settings = get_settings()
@@ -238,7 +240,7 @@ def create(
         account=account,
         url=_check_url(url, settings),
         events=_check_events(events),
-        secret=secretbox.seal(plain, settings.encryption_key),
+        secret=secretbox.seal(plain, settings.encryption_key, allow_plaintext=settings.allow_plaintext_secrets),
         description=_check_description(description),
         created_at=now,
         updated_at=now,
@@ -377,7 +379,8 @@ def rotate_secret(
     previous = kept + ((sub.secret, now + grace_s),) if grace_s > 0 else kept
     new = replace(
         sub,
-        secret=secretbox.seal(new_secret or signing.generate_secret(), settings.encryption_key),
+        secret=secretbox.seal(new_secret or signing.generate_secret(), settings.encryption_key,
+                              allow_plaintext=settings.allow_plaintext_secrets),
         previous_secrets=previous,
         updated_at=now,
     )

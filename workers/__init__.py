@@ -29,3 +29,4 @@ app = _make_app()
 
 from . import tasks  # noqa: E402,F401  (registers the tasks)
 from . import monitoring  # noqa: E402,F401  (Sentry, signals)
+from . import checks  # noqa: E402,F401  (start-up warnings: plain-text secrets)
