@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import ConfigurationError, EncryptionError
 
-__all__ = ["seal", "unseal", "reseal", "is_sealed", "new_key", "key_list", "PLAINTEXT_REFUSED"]
+__all__ = ["seal", "unseal", "reseal", "is_sealed", "new_key", "key_list", "check_keys", "PLAINTEXT_REFUSED"]
 
 _PREFIX = "enc:v1:"
 
@@ -50,6 +50,11 @@ def _fernets(key: str) -> tuple[Any, Any]:
     if not each:
         raise ConfigurationError(_BAD_KEY)
     return MultiFernet(each), each[0]
+
+
+def check_keys(key: str) -> None:
+    """ConfigurationError (never repeating the value) unless every key in ``key`` is a Fernet key."""
+    _fernets(key)
 
 
 def new_key() -> str:

@@ -76,7 +76,42 @@ def _schedule(raw: str) -> tuple[float, ...]:
     try:
         return RetrySchedule.parse(raw).delays_s
     except ValidationError as exc:
-        raise ConfigurationError(f"WEBHOOKS_RETRY_SCHEDULE={raw!r}: {exc}") from None
+        raise ConfigurationError(f"WEBHOOKS_RETRY_SCHEDULE={raw[:200]!r} is an {exc}") from None
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
+_REDIS_URL_FORM = "redis://[:password@]host:port/db, rediss://…, unix:///path.sock or sentinel://host:port"
+
+
+def _check_redis_url(url: str) -> None:
+    """ConfigurationError naming WEBHOOKS_REDIS_URL, in one sentence that never repeats the URL
+    (it may hold a password), when ``url`` cannot be a Redis URL. Connects to nothing."""
+    import re
+    from urllib.parse import urlsplit
+
+    import redis.connection
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _REDIS_SCHEMES:
+        raise ConfigurationError(f"WEBHOOKS_REDIS_URL is not a Redis URL: expected {_REDIS_URL_FORM}")
+    if scheme == "sentinel":
+        return  # a list of sentinels (kombu's form); checked where it is used
+    try:
+        redis.connection.parse_url(url)
+        parts = urlsplit(url)
+        password = parts.password
+    except (ValueError, TypeError) as exc:
+        reason = str(exc)
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password and password in reason:
+            reason = "it cannot be parsed"
+        raise ConfigurationError(f"WEBHOOKS_REDIS_URL is not a valid Redis URL ({reason.rstrip('.')}): expected {_REDIS_URL_FORM}") from None
+    if scheme != "unix" and parts.path not in ("", "/") and not re.fullmatch(r"/[0-9]{1,5}", parts.path):
+        raise ConfigurationError(f"WEBHOOKS_REDIS_URL names a database that is not a number: expected {_REDIS_URL_FORM}")
+    del password
 
 
 @dataclass(frozen=True)
@@ -121,6 +156,11 @@ class Settings:
 
     def validate(self) -> None:
         """Raise ConfigurationError when the values cannot work together."""
+        _check_redis_url(self.redis_url)
+        if self.encryption_key:
+            from .secretbox import check_keys
+
+            check_keys(self.encryption_key)
         if self.max_payload_bytes <= 0:
             raise ConfigurationError("WEBHOOKS_MAX_PAYLOAD_BYTES must be positive")
         if self.publish_timeout_s <= 0 or self.connect_timeout_s <= 0 or self.total_timeout_s <= 0:
