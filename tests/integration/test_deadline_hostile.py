@@ -9,8 +9,13 @@ connection must be cut (the server sees its client go away).
 from __future__ import annotations
 
 import ipaddress
+import shutil
+import socket
+import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +164,64 @@ def test_dripping_endpoints_do_not_starve_a_healthy_one_on_a_real_worker(
     finally:
         for server in drips:
             server.stop()
+
+
+# --- TLS renegotiation (1.2) and key updates (1.3) while dripping ----------------------------
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command (s_server)")
+@pytest.mark.parametrize(("version", "command", "proof"), [("tls1_2", b"r\n", "SSL_do_handshake -> 1"), ("tls1_3", b"k\n", "KeyUpdate")])
+def test_a_tls_session_that_renegotiates_while_dripping_ends_at_the_deadline(
+    ca: TestCA, transport: HttpTransport, tmp_path: Path, version: str, command: bytes, proof: str
+) -> None:
+    # Given an openssl s_server (Python's ssl cannot start a renegotiation) that answers with
+    # headers, then alternates a renegotiation (TLS 1.2) or key update (TLS 1.3) and one body byte
+    pem = tmp_path / "server.pem"
+    ca.ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "s_server.out"
+    with open(out, "wb") as log:
+        server = subprocess.Popen(["openssl", "s_server", "-accept", str(port), "-cert", str(pem), f"-{version}", "-msg"],
+                                  stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: b"ACCEPT" in out.read_bytes(), 10, message="s_server to listen")
+        stop = threading.Event()
+
+        def drip() -> None:
+            assert server.stdin is not None
+            if not _wait_for(lambda: b"POST /hook" in out.read_bytes(), stop, 10):
+                return
+            try:
+                server.stdin.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n")
+                server.stdin.flush()
+                while not stop.wait(0.2):
+                    server.stdin.write(command)
+                    server.stdin.flush()
+                    if stop.wait(0.2):
+                        return
+                    server.stdin.write(b"x")
+                    server.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                return
+
+        feeder = threading.Thread(target=drip, daemon=True)
+        feeder.start()
+        # When one attempt is made
+        error, elapsed = _attempt(transport, f"https://127.0.0.1:{port}/hook")
+        stop.set()
+        feeder.join(5)
+        # Then the session did renegotiate, and the attempt still ended at the deadline as a timeout
+        assert proof in out.read_text(errors="replace"), "the server never renegotiated: this test proves nothing"
+        assert error.kind == "timeout", error
+        assert TOTAL_S - 0.2 <= elapsed <= TOTAL_S + 1.0
+    finally:
+        server.kill()
+        server.wait(5)
+
+
+def _wait_for(predicate: Callable[[], bool], stop: threading.Event, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if stop.wait(0.05) or time.monotonic() > deadline:
+            return False
+    return True
