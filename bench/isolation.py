@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     from tests.support.receiver import Receiver
     from tests.support.tls import make_ca
+    from webhooks.secretbox import new_key
     from tests.support.worker import Worker
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-iso-"))
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "WEBHOOKS_REDIS_URL": redis_url,
         "WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
         "WEBHOOKS_CA_BUNDLE": ca.ca_pem_path,
+        "WEBHOOKS_ENCRYPTION_KEY": os.environ.get("WEBHOOKS_ENCRYPTION_KEY") or new_key(),
         "WEBHOOKS_TOTAL_TIMEOUT_S": str(args.total_timeout),
         "WEBHOOKS_CONNECT_TIMEOUT_S": str(min(2.0, args.total_timeout)),
     }

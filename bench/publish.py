@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = ap.parse_args(argv)
 
     url = bench_redis_url()
-    os.environ.update({"WEBHOOKS_REDIS_URL": url, "WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8"})
+    from webhooks.secretbox import new_key
+
+    os.environ.update({"WEBHOOKS_REDIS_URL": url, "WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
+                       "WEBHOOKS_ENCRYPTION_KEY": os.environ.get("WEBHOOKS_ENCRYPTION_KEY") or new_key()})
     from webhooks.settings import reload_settings
 
     reload_settings()

@@ -440,6 +440,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             from cryptography.fernet import Fernet
 
             env["WEBHOOKS_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+        else:
+            env["WEBHOOKS_ALLOW_PLAINTEXT_SECRETS"] = "1"  # storing a secret needs a key or this flag
         os.environ.update(env)
         from webhooks.settings import reload_settings
 

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     from tests.support.receiver import Receiver, Reply
     from tests.support.tls import make_ca
+    from webhooks.secretbox import new_key
     from tests.support.worker import Worker
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-tp-"))
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "WEBHOOKS_REDIS_URL": bench_redis_url(),
         "WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
         "WEBHOOKS_CA_BUNDLE": ca.ca_pem_path,
+        "WEBHOOKS_ENCRYPTION_KEY": os.environ.get("WEBHOOKS_ENCRYPTION_KEY") or new_key(),
         "WEBHOOKS_ENDPOINT_CONCURRENCY": str(args.concurrency),
     }
     os.environ.update(env)

@@ -18,6 +18,8 @@ from typing import Any
 
 import redis
 
+from webhooks.secretbox import new_key
+
 from . import show
 from .processes import ROOT, DemoError, Worker, wait_until
 from .redisd import RedisHandle, ensure_redis, waiting_consumers
@@ -122,6 +124,8 @@ def _environment(redis_url: str, ca_pem: str, run_dir: Path) -> dict[str, str]:
         "WEBHOOKS_REDIS_URL": redis_url,
         "WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
         "WEBHOOKS_CA_BUNDLE": ca_pem,
+        # secrets are encrypted at rest by default: the demo brings a key (or uses yours)
+        "WEBHOOKS_ENCRYPTION_KEY": os.environ.get("WEBHOOKS_ENCRYPTION_KEY") or new_key(),
         "WEBHOOKS_OUTBOX": str(run_dir / "outbox.sqlite"),
         "WEBHOOKS_RETRY_SCHEDULE": RETRY_SCHEDULE,
         "WEBHOOKS_CONNECT_TIMEOUT_S": "2",

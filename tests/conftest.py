@@ -60,9 +60,14 @@ def test_ca(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
 @pytest.fixture(scope="session")
 def stack_env(redis_url: str, test_ca) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """Environment shared by the producer (this process) and the worker processes."""
+    """Environment shared by the producer (this process) and the worker processes.
+
+    Secrets are encrypted at rest by default: the session has a key of its own."""
+    from webhooks.secretbox import new_key
+
     return {
         "WEBHOOKS_REDIS_URL": redis_url,
+        "WEBHOOKS_ENCRYPTION_KEY": new_key(),
         "WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
         "WEBHOOKS_CA_BUNDLE": test_ca.ca_pem_path,
         "WEBHOOKS_TOTAL_TIMEOUT_S": "5",

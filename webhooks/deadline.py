@@ -1,10 +1,18 @@
 """The total deadline of a delivery attempt, whatever the server drips.
 
 urllib3's timeouts are per socket operation: a server that sends a byte a second (status
-line, headers or body) would hold a worker for ever. ``WATCHDOG.start(deadline)`` returns a
-``Guard``; connections attach their sockets to the guard of the send() running on their
-thread (``CURRENT.guard``), and when the deadline passes the watchdog shuts them down, so
-the blocked read returns at once.
+line, headers, body, chunk sizes, endless ``100 Continue`` lines, TLS handshake records) would
+hold a worker for ever. ``WATCHDOG.start(deadline)`` returns a ``Guard``; connections attach
+their sockets to the guard of the send() running on their thread (``CURRENT.guard``), and when
+the deadline passes the watchdog shuts them down, so the blocked read returns at once.
+
+The guard owns a duplicate of each attached descriptor, taken at attach time and closed only
+by ``finish``: whatever the HTTP layer does with its own socket object meanwhile (http.client
+sets ``conn.sock = None`` and "closes" it on ``Connection: close`` while the body is still read
+through ``resp.fp``), the duplicate refers to the same connection and its ``shutdown`` cuts
+it. The watchdog shuts duplicates down only under its lock and only while the guard is live;
+``finish`` takes them out of the guard under that lock before closing them, so a descriptor
+number is never reused under the watchdog's feet.
 """
 from __future__ import annotations
 
@@ -18,7 +26,8 @@ __all__ = ["Guard", "Watchdog", "WATCHDOG", "CURRENT"]
 
 
 class Guard:
-    """The deadline of one send() and the sockets it uses; shut down when the deadline passes."""
+    """The deadline of one send() and duplicates of the sockets it uses (its own, closed by
+    ``Watchdog.finish``); shut down when the deadline passes."""
 
     __slots__ = ("deadline", "socks", "fired", "done")
 
@@ -32,11 +41,9 @@ class Guard:
 class Watchdog:
     """One daemon thread for the process, with a heap of deadlines.
 
-    urllib3's timeouts are per socket operation, so a server dripping a byte a second (status
-    line, headers or body) would hold a caller forever. At a guard's deadline the watchdog shuts
-    its sockets down (shutdown(2) on a dup of the connection's fd, so the blocked read returns
-    at once). Watched sockets are closed and shut down only under the lock: no fd can be reused
-    under our feet.
+    At a guard's deadline the watchdog shuts its sockets down (shutdown(2) on the guard's dup
+    of the connection's fd, so the blocked read returns at once), under the lock and only
+    while the guard is live: a dup is closed only once ``finish`` took it out of the guard.
     """
 
     def __init__(self) -> None:
@@ -56,20 +63,26 @@ class Watchdog:
         return guard
 
     def attach(self, guard: Guard, sock: socket.socket) -> None:
+        """Watch ``sock`` (an open socket, plain or TLS) for ``guard``: the guard keeps a
+        duplicate of its descriptor until ``finish``. Shut down at once if already fired."""
+        try:
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except OSError:
+            return  # closed already: nothing left to watch
         with self._cond:
-            if guard.done or sock in guard.socks:
+            if not guard.done:
+                guard.socks.append(dup)
+                if guard.fired:
+                    self._shutdown(dup)
                 return
-            guard.socks.append(sock)
-            if guard.fired:
-                self._shutdown(sock)
+        dup.close()
 
     def finish(self, guard: Guard) -> None:
+        """The send() is over: stop watching and close the guard's duplicates."""
         with self._cond:
             guard.done = True
-            guard.socks = []
-
-    def close_sock(self, sock: socket.socket) -> None:
-        with self._cond:
+            socks, guard.socks = guard.socks, []
+        for sock in socks:  # out of the watchdog's reach now: closing cannot race a shutdown
             sock.close()
 
     @staticmethod

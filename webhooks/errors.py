@@ -7,6 +7,8 @@
     │   └── UrlRefused           the URL guard refused a URL (names the rule)
     ├── NotFound                 no such subscription / delivery / dead letter in this account
     ├── PublishError             Redis did not answer in time (says whether it may have enqueued)
+    ├── StoreUnavailable         Redis (the state store) could not be reached or refused a
+    │                            subscriptions.* call (also a redis.ConnectionError)
     ├── ConfigurationError       the settings cannot work (the worker refuses to start)
     ├── EncryptionError          encrypted data and a missing or wrong WEBHOOKS_ENCRYPTION_KEY
     ├── SignatureError           receiver side: the webhook does not verify
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+
 __all__ = [
     "WebhooksError",
     "ValidationError",
@@ -28,6 +32,7 @@ __all__ = [
     "UrlRefused",
     "NotFound",
     "PublishError",
+    "StoreUnavailable",
     "ConfigurationError",
     "EncryptionError",
     "SignatureError",
@@ -54,15 +59,18 @@ class UnknownEventType(ValidationError):
 
 
 class PayloadTooLarge(ValidationError):
-    """The serialized event is larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES``."""
+    """The serialized event is larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES``; ``size`` is exact,
+    or a lower bound when ``at_least`` (found by the cheap check before validation)."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, *, at_least: bool = False) -> None:
+        measured = f"at least {size}" if at_least else f"{size}"
         super().__init__(
-            f"event is {size} bytes, over the limit of {limit} bytes",
-            {"data": [f"serialized size {size} > {limit} bytes"]},
+            f"event is {measured} bytes, over the limit of {limit} bytes",
+            {"data": [f"serialized size {measured} > {limit} bytes"]},
         )
         self.size = size
         self.limit = limit
+        self.at_least = at_least
 
 
 class UrlRefused(ValidationError):
@@ -91,6 +99,21 @@ class PublishError(WebhooksError):
         super().__init__(message)
         self.event_id = event_id
         self.maybe_enqueued = maybe_enqueued
+
+
+class StoreUnavailable(WebhooksError, redis.ConnectionError):
+    """Redis, where subscriptions live, could not be reached in time or refused the command.
+
+    Raised by the ``subscriptions.*`` API instead of raw ``redis.exceptions.*``. A read changed
+    nothing; a write whose connection failed mid-call may or may not have been applied (read
+    it back before trying again). Also a ``redis.ConnectionError``, so code that already
+    catches redis errors (and the workers' "Redis is down, retry later" path) still does.
+    ``operation`` names the call, e.g. ``subscriptions.create``.
+    """
+
+    def __init__(self, message: str, *, operation: str = "") -> None:
+        super().__init__(message)
+        self.operation = operation
 
 
 class ConfigurationError(WebhooksError):

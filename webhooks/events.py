@@ -17,6 +17,7 @@ from marshmallow import ValidationError as MarshmallowError
 
 from .errors import PayloadTooLarge, UnknownEventType, ValidationError
 from .ids import new_id
+from .settings import get_settings
 from .samples import SAMPLES
 
 __all__ = [
@@ -27,19 +28,40 @@ __all__ = [
     "build_envelope",
     "serialize",
     "check_size",
+    "check_size_cheaply",
+    "MAX_LISTED_ERRORS",
     "sample",
 ]
 
 CUSTOM_PREFIX = "custom."
-_CUSTOM_NAME_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*$")
-_EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_CUSTOM_NAME_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*\Z")
+_EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}\Z")
 _MAX_TYPE_CHARS = 200
 _MAX_CUSTOM_DEPTH = 32
 _MAX_PATH_PART_CHARS = 64
+MAX_LISTED_ERRORS = 50
+"""A ValidationError lists at most this many bad fields, then says how many more there are."""
+_ENVELOPE_OVERHEAD_BYTES = 60  # {"data":…,"id":"evt_…","timestamp":"…","type":"…"} at least
+
+# Past this many bits an integer may have more decimal digits than Python will write
+# (sys.get_int_max_str_digits(), 4300 by default): json.dumps would raise a raw ValueError.
+_LONG_INT_BITS = 14_000
+_LONG_INT = "integer too long to write as JSON (more than 4300 digits)"
 
 _NAME = v.Length(min=1, max=200)
 _ID = v.Length(min=1, max=200)
 _TEXT = v.Length(max=20_000)
+
+
+def _writable_int(value: int) -> bool:
+    """False if ``value`` has more digits than Python converts to text."""
+    if value.bit_length() <= _LONG_INT_BITS:
+        return True
+    try:
+        str(value)
+    except ValueError:
+        return False
+    return True
 
 
 class _IsoDateTime(fields.AwareDateTime):
@@ -59,6 +81,8 @@ class _StrictInt(fields.Integer):
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
         if isinstance(value, bool):
             raise self.make_error("invalid")
+        if isinstance(value, int) and not _writable_int(value):
+            raise MarshmallowError(_LONG_INT)
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -73,6 +97,8 @@ class _FormAnswer(fields.Field):
                 raise MarshmallowError("Longer than maximum length 5000.")
             return value
         if isinstance(value, int):  # bool included: both are answers
+            if not _writable_int(value):
+                raise MarshmallowError(_LONG_INT)
             return value
         if isinstance(value, float) and math.isfinite(value):
             return value
@@ -206,8 +232,16 @@ def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def _invalid(event_type: str, errors: dict[str, list[str]]) -> ValidationError:
-    names = ", ".join(f"{path} ({'; '.join(msgs)})" for path, msgs in sorted(errors.items()))
-    return ValidationError(f"invalid {event_type} data: {names}", errors)
+    """One ValidationError listing at most MAX_LISTED_ERRORS fields, plus a count of the rest
+    (a million bad fields must not make a megabyte-long message)."""
+    paths = sorted(errors)
+    shown = {path: errors[path][:3] for path in paths[:MAX_LISTED_ERRORS]}
+    names = ", ".join(f"{path} ({'; '.join(msgs)})" for path, msgs in shown.items())
+    rest = len(paths) - len(shown)
+    if rest > 0:
+        names += f", and {rest} more fields"
+        shown["_more"] = [f"{rest} more fields not listed"]
+    return ValidationError(f"invalid {event_type} data: {names}", shown)
 
 
 def _clean_json(value: Any, path: str, depth: int, errors: dict[str, list[str]]) -> Any:
@@ -216,7 +250,11 @@ def _clean_json(value: Any, path: str, depth: int, errors: dict[str, list[str]])
     if depth > _MAX_CUSTOM_DEPTH:
         errors[where] = [f"nested deeper than {_MAX_CUSTOM_DEPTH} levels"]
         return None
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        if not _writable_int(value):
+            errors[where] = [_LONG_INT]
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -235,6 +273,42 @@ def _clean_json(value: Any, path: str, depth: int, errors: dict[str, list[str]])
         return [_clean_json(item, f"{path}.{i}" if path else str(i), depth + 1, errors) for i, item in enumerate(value)]
     errors[where] = [f"not JSON-serializable ({type(value).__name__})"]
     return None
+
+
+def check_size_cheaply(data: object, limit: int) -> None:
+    """Raise PayloadTooLarge when ``data`` cannot serialize to ``limit`` bytes or fewer.
+
+    A bounded, iterative walk that adds up a lower bound of the JSON size (every string's
+    characters and quotes, every key, bracket, colon and comma; numbers by their digits) and
+    stops as soon as the bound passes ``limit``: it visits at most about ``limit`` values,
+    whatever their number or depth, and never builds the JSON. Run before validation, so an
+    oversized event (a million-message transcript) is refused before any schema work.
+    """
+    total = _ENVELOPE_OVERHEAD_BYTES
+    stack: list[object] = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            total += len(value) + 2
+        elif isinstance(value, dict):
+            total += 2 + max(len(value) - 1, 0)
+            for key, sub in value.items():
+                total += (len(key) if isinstance(key, str) else 1) + 3  # "key":
+                stack.append(sub)
+                if total > limit:
+                    break
+        elif isinstance(value, (list, tuple)):
+            total += 2 + max(len(value) - 1, 0)
+            if total <= limit:
+                stack.extend(value)
+        elif isinstance(value, bool) or value is None:
+            total += 4
+        elif isinstance(value, int):
+            total += max(1, int(value.bit_length() * 0.30102) )  # decimal digits, at least
+        else:
+            total += 1
+        if total > limit:
+            raise PayloadTooLarge(total, limit, at_least=True)
 
 
 def validate(event_type: str, data: object) -> dict[str, Any]:
@@ -263,6 +337,8 @@ def validate(event_type: str, data: object) -> dict[str, Any]:
         json.dumps(cleaned, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:
         raise _invalid(event_type, {"data": ["text holds a lone surrogate (not valid Unicode)"]}) from None
+    except (TypeError, ValueError) as exc:  # a value no field above checked: still our error
+        raise _invalid(event_type, {"data": [f"not writable as JSON: {str(exc)[:200]}"]}) from None
     return cleaned  # type: ignore[no-any-return]
 
 
@@ -278,14 +354,21 @@ def build_envelope(
     *,
     event_id: str | None = None,
     now: datetime | None = None,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Validate ``data`` and wrap it as ``{"id", "type", "timestamp", "data"}``.
+
+    Before any validation, ``check_size_cheaply`` refuses data that cannot fit in
+    ``max_bytes`` (default ``WEBHOOKS_MAX_PAYLOAD_BYTES``) with PayloadTooLarge; the exact
+    size of the serialized envelope is still checked by the caller (``check_size``).
 
     ``event_id`` defaults to a new ``evt_…`` id; a caller's own id (an idempotency key) must be
     1-100 characters of letters, digits, '_' and '-'. ``now`` (naive means UTC) defaults to the
     current time; the timestamp is ISO-8601 UTC ending in 'Z'.
-    Raises UnknownEventType or ValidationError (see ``validate``).
+    Raises UnknownEventType, PayloadTooLarge or ValidationError (see ``validate``).
     """
+    _check_type(event_type)
+    check_size_cheaply(data, get_settings().max_payload_bytes if max_bytes is None else max_bytes)
     cleaned = validate(event_type, data)
     if event_id is None:
         event_id = new_id("evt")

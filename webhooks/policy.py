@@ -60,8 +60,8 @@ MAX_SCHEDULE_TOTAL_S = 7 * 86400.0
 DEFAULT_DELAYS_S: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 
 _UNITS_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_STEP_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$", re.IGNORECASE)
-_DELAY_SECONDS_RE = re.compile(r"^\d+(?:\.\d+)?$")
+_STEP_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)\Z", re.IGNORECASE)
+_DELAY_SECONDS_RE = re.compile(r"^\d+(?:\.\d+)?\Z")
 _rng = random.Random()
 
 
@@ -129,6 +129,14 @@ def _format_step(delay_s: float) -> str:
     return f"{format(Decimal(repr(delay_s)), 'f')}s"
 
 
+def _schedule_message(problems: list[str]) -> str:
+    """"invalid retry schedule: <what is wrong>" (the first five problems, then a count)."""
+    shown = "; ".join(problems[:5])
+    if len(problems) > 5:
+        shown += f"; and {len(problems) - 5} more"
+    return f"invalid retry schedule: {shown}"
+
+
 @dataclass(frozen=True)
 class RetrySchedule:
     """The delays before retry 1, 2, ... (its length is the number of retries) and the jitter.
@@ -159,7 +167,7 @@ class RetrySchedule:
         if not (isinstance(self.jitter, (int, float)) and 0 <= self.jitter <= 1):
             errors["retry_jitter"] = [f"{self.jitter!r} is not between 0 and 1"]
         if errors:
-            raise ValidationError("invalid retry schedule", errors)
+            raise ValidationError(_schedule_message([m for msgs in errors.values() for m in msgs]), errors)
 
     @classmethod
     def parse(cls, text: str, jitter: float = 0.2) -> "RetrySchedule":
@@ -174,7 +182,7 @@ class RetrySchedule:
                 continue
             delays.append(float(match.group(1)) * _UNITS_S[match.group(2).lower()])
         if problems:
-            raise ValidationError("invalid retry schedule", {"retry_schedule": problems})
+            raise ValidationError(_schedule_message(problems), {"retry_schedule": problems})
         return cls(tuple(delays), jitter)
 
     @classmethod

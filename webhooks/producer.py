@@ -66,7 +66,9 @@ def _transform_for(sub: Subscription) -> Any:
     return compiled
 
 
-def _matches(sub: Subscription, envelope: dict[str, Any]) -> bool:
+def _matches(sub: Subscription, envelope: dict[str, Any], budget: Any = None) -> bool:
+    """Whether ``sub`` gets ``envelope``. Filters run on the account's shared ``budget``
+    (a ``FilterBudget``); past it, the subscription is enqueued unfiltered."""
     if not sub.enabled or not sub.wants(envelope["type"]):
         return False
     try:
@@ -77,7 +79,26 @@ def _matches(sub: Subscription, envelope: dict[str, Any]) -> bool:
         # rather than silently dropping events or failing the whole account's publish.
         log.error("subscription %s of account %s has a transform that no longer compiles", sub.id, sub.account)
         return True
-    return t is None or t.accepts(envelope)
+    if t is None:
+        return True
+    if budget is None:
+        return t.accepts(envelope)
+    decided = t.decide(envelope, budget)
+    return True if decided is None else decided
+
+
+def _match_all(account: str, subs: list[Subscription], envelope: dict[str, Any]) -> list[Subscription]:
+    """The subscriptions that get ``envelope``, oldest first; their filters share one budget."""
+    from .transform.filters import FilterBudget
+
+    budget = FilterBudget()
+    matched = [sub for sub in sorted(subs, key=lambda x: x.created_at) if _matches(sub, envelope, budget)]
+    if budget.unfiltered:
+        log.warning(
+            "account %s: filters spent the shared work budget of one publish; %d subscription(s) got event %s unfiltered",
+            account, budget.unfiltered, envelope["id"],
+        )
+    return matched
 
 
 def _payload_ttl_s(s: Settings) -> int:
@@ -93,7 +114,7 @@ def enqueue_envelope(account: str, envelope: dict[str, Any], body: bytes) -> Pub
     if not raw:
         return PublishedEvent(envelope["id"], envelope["type"], account, 0)
     subs = readable(account, raw)
-    matched = sorted((sub for sub in subs if _matches(sub, envelope)), key=lambda x: x.created_at)
+    matched = _match_all(account, subs, envelope)
     if not matched:
         return PublishedEvent(envelope["id"], envelope["type"], account, 0)
     deliveries = []

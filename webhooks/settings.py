@@ -37,7 +37,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_ATTEMPTS_PER_DELIVERY": ("50", "Attempt log entries kept per delivery (newest)."),
     "WEBHOOKS_DEAD_LETTER_RETENTION_S": ("2592000", "How long a dead letter is kept before it expires."),
     "WEBHOOKS_EGRESS_PROXY": ("", "Explicit egress proxy URL for deliveries; proxy environment variables are ignored."),
-    "WEBHOOKS_ENCRYPTION_KEY": ("", "Fernet key: when set, subscription secrets are encrypted at rest."),
+    "WEBHOOKS_ENCRYPTION_KEY": ("", "Fernet key(s) encrypting subscription secrets at rest, comma-separated, newest first (make one with `webhooks keygen`); required to store a secret unless WEBHOOKS_ALLOW_PLAINTEXT_SECRETS=1."),
+    "WEBHOOKS_ALLOW_PLAINTEXT_SECRETS": ("0", "Development only: without WEBHOOKS_ENCRYPTION_KEY, store new signing secrets in plain text instead of refusing them."),
     "WEBHOOKS_ENDPOINT_CONCURRENCY": ("4", "Deliveries in flight at most per endpoint (subscription URL)."),
     "WEBHOOKS_BREAKER_MIN_REQUESTS": ("10", "Circuit breaker: attempts within the window before it may open."),
     "WEBHOOKS_BREAKER_FAILURE_RATIO": ("0.7", "Circuit breaker: opens when at least this fraction of those attempts failed."),
@@ -75,7 +76,42 @@ def _schedule(raw: str) -> tuple[float, ...]:
     try:
         return RetrySchedule.parse(raw).delays_s
     except ValidationError as exc:
-        raise ConfigurationError(f"WEBHOOKS_RETRY_SCHEDULE={raw!r}: {exc}") from None
+        raise ConfigurationError(f"WEBHOOKS_RETRY_SCHEDULE={raw[:200]!r} is an {exc}") from None
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
+_REDIS_URL_FORM = "redis://[:password@]host:port/db, rediss://…, unix:///path.sock or sentinel://host:port"
+
+
+def _check_redis_url(url: str) -> None:
+    """ConfigurationError naming WEBHOOKS_REDIS_URL, in one sentence that never repeats the URL
+    (it may hold a password), when ``url`` cannot be a Redis URL. Connects to nothing."""
+    import re
+    from urllib.parse import urlsplit
+
+    import redis.connection
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _REDIS_SCHEMES:
+        raise ConfigurationError(f"WEBHOOKS_REDIS_URL is not a Redis URL: expected {_REDIS_URL_FORM}")
+    if scheme == "sentinel":
+        return  # a list of sentinels (kombu's form); checked where it is used
+    try:
+        redis.connection.parse_url(url)
+        parts = urlsplit(url)
+        password = parts.password
+    except (ValueError, TypeError) as exc:
+        reason = str(exc)
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password and password in reason:
+            reason = "it cannot be parsed"
+        raise ConfigurationError(f"WEBHOOKS_REDIS_URL is not a valid Redis URL ({reason.rstrip('.')}): expected {_REDIS_URL_FORM}") from None
+    if scheme != "unix" and parts.path not in ("", "/") and not re.fullmatch(r"/[0-9]{1,5}", parts.path):
+        raise ConfigurationError(f"WEBHOOKS_REDIS_URL names a database that is not a number: expected {_REDIS_URL_FORM}")
+    del password
 
 
 @dataclass(frozen=True)
@@ -102,6 +138,7 @@ class Settings:
     dead_letter_retention_s: int = 2592000
     egress_proxy: str | None = None
     encryption_key: str | None = field(default=None, repr=False)
+    allow_plaintext_secrets: bool = False
     endpoint_concurrency: int = 4
     breaker_min_requests: int = 10
     breaker_failure_ratio: float = 0.7
@@ -119,6 +156,11 @@ class Settings:
 
     def validate(self) -> None:
         """Raise ConfigurationError when the values cannot work together."""
+        _check_redis_url(self.redis_url)
+        if self.encryption_key:
+            from .secretbox import check_keys
+
+            check_keys(self.encryption_key)
         if self.max_payload_bytes <= 0:
             raise ConfigurationError("WEBHOOKS_MAX_PAYLOAD_BYTES must be positive")
         if self.publish_timeout_s <= 0 or self.connect_timeout_s <= 0 or self.total_timeout_s <= 0:
@@ -195,6 +237,7 @@ class Settings:
             dead_letter_retention_s=conv("WEBHOOKS_DEAD_LETTER_RETENTION_S", int),  # type: ignore[arg-type]
             egress_proxy=get("WEBHOOKS_EGRESS_PROXY") or None,
             encryption_key=get("WEBHOOKS_ENCRYPTION_KEY") or None,
+            allow_plaintext_secrets=_bool(get("WEBHOOKS_ALLOW_PLAINTEXT_SECRETS")),
             endpoint_concurrency=conv("WEBHOOKS_ENDPOINT_CONCURRENCY", int),  # type: ignore[arg-type]
             breaker_min_requests=conv("WEBHOOKS_BREAKER_MIN_REQUESTS", int),  # type: ignore[arg-type]
             breaker_failure_ratio=conv("WEBHOOKS_BREAKER_FAILURE_RATIO", float),  # type: ignore[arg-type]

@@ -41,9 +41,9 @@ _MAX_TIMESTAMP_CHARS = 20
 _MAX_SIGNATURE_HEADER_CHARS = 8_192
 _MAX_SIGNATURES = 32
 _SIGNATURE_BYTES = 32  # SHA-256
-_MSG_ID_RE = re.compile(r"^[\x21-\x7e]{1,256}$")  # visible ASCII: safe in a header, no spaces
-_TIMESTAMP_RE = re.compile(r"^[0-9]{1,20}$")
-_B64_RE = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+_MSG_ID_RE = re.compile(r"^[\x21-\x7e]{1,256}\Z")  # visible ASCII: safe in a header, no spaces
+_TIMESTAMP_RE = re.compile(r"^[0-9]{1,20}\Z")
+_B64_RE = re.compile(r"^[A-Za-z0-9+/]*={0,2}\Z")
 
 
 def generate_secret() -> str:
@@ -194,8 +194,18 @@ def _keys(secret_or_secrets: str | Sequence[str]) -> list[bytes]:
     return keys
 
 
+_MAX_SECONDS = 1e12  # ~31,700 years: any tolerance or unix time past it is a mistake
+
+
 def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A real number of seconds within +-1e12 (an int too large for a float is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(number) and abs(number) <= _MAX_SECONDS
 
 
 def _body_bytes(body: bytes | str) -> bytes:
@@ -227,10 +237,10 @@ def verify(
     never contains a secret. Returns the body as a dict.
     """
     if not _finite(tolerance_s) or tolerance_s < 0:
-        raise SignatureError("tolerance_s must be a non-negative number of seconds")
+        raise SignatureError("tolerance_s must be a non-negative number of seconds, at most 1e12")
     current = time.time() if now is None else now
     if not _finite(current):
-        raise SignatureError("now must be a finite unix time")
+        raise SignatureError("now must be a unix time in seconds, at most 1e12")
     keys = _keys(secret_or_secrets)
     raw = _body_bytes(body)
     msg_id = _header(headers, "webhook-id", _MAX_ID_CHARS)

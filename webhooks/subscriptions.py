@@ -3,9 +3,13 @@
 One Redis hash per account (``wh:subs:<account>``: id -> JSON) makes the producer's match
 one HGETALL, and makes tenant isolation structural: a subscription id from another
 account is simply not in this account's hash, so it is "not found".
+
+Every public function raises StoreUnavailable (a documented webhooks error), never a raw
+``redis.exceptions.*``, when Redis cannot be reached or refuses the command.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -13,11 +17,13 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
+
+import redis
 
 from . import audit, secretbox, signing
 from .connection import get_redis
-from .errors import NotFound, ValidationError
+from .errors import NotFound, StoreUnavailable, ValidationError
 from .ids import check_account, new_id
 from .keys import K
 from .settings import Settings, get_settings
@@ -41,7 +47,30 @@ log = logging.getLogger("webhooks.subscriptions")
 DEFAULT_GRACE_S = 24 * 3600
 MAX_GRACE_S = 7 * 24 * 3600
 MAX_SUBSCRIPTIONS_PER_ACCOUNT = 1000
-_TYPE_PATTERN = re.compile(r"^(\*|[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*(\.\*)?)$")
+_TYPE_PATTERN = re.compile(r"(\*|[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*(\.\*)?)\Z")  # \Z: "$" matches before a final "\n"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _store_errors(fn: _F) -> _F:
+    """Raise StoreUnavailable, never a raw redis error, from a public subscriptions call."""
+    operation = f"subscriptions.{fn.__name__}"
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StoreUnavailable:
+            raise
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(
+                f"{operation} could not reach Redis ({type(exc).__name__}); check WEBHOOKS_REDIS_URL and that Redis is up",
+                operation=operation,
+            ) from exc
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"{operation}: Redis refused the command ({type(exc).__name__})", operation=operation) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -182,6 +211,7 @@ def _save(sub: Subscription, action: str, changes: dict[str, Any], actor: str | 
     pipe.execute()
 
 
+@_store_errors
 def create(
     account: str,
     url: str,
@@ -196,7 +226,9 @@ def create(
 ) -> Subscription:
     """Create a subscription. The URL is vetted by the URL guard (https, public address).
 
-    Raises ValidationError (naming the field), UrlRefused. Returns the subscription;
+    Raises ValidationError (naming the field), UrlRefused; ConfigurationError when no
+    WEBHOOKS_ENCRYPTION_KEY is set to encrypt the secret (unless
+    WEBHOOKS_ALLOW_PLAINTEXT_SECRETS=1, for development). Returns the subscription;
     its secret is shown by ``public(reveal=True)`` (once, at creation, by the CLI).
     """
     settings = get_settings()
@@ -210,7 +242,7 @@ def create(
         account=account,
         url=_check_url(url, settings),
         events=_check_events(events),
-        secret=secretbox.seal(plain, settings.encryption_key),
+        secret=secretbox.seal(plain, settings.encryption_key, allow_plaintext=settings.allow_plaintext_secrets),
         description=_check_description(description),
         created_at=now,
         updated_at=now,
@@ -227,8 +259,13 @@ def create(
     return sub
 
 
+@_store_errors
 def get(account: str, subscription_id: str) -> Subscription:
-    """The subscription ``subscription_id`` of ``account``. Raises NotFound."""
+    """The subscription ``subscription_id`` of ``account``. Raises NotFound, StoreUnavailable."""
+    return _get(account, subscription_id)
+
+
+def _get(account: str, subscription_id: str) -> Subscription:
     check_account(account)
     raw = get_redis().hget(K.subs(account), subscription_id)
     if raw is None:
@@ -236,6 +273,7 @@ def get(account: str, subscription_id: str) -> Subscription:
     return Subscription.from_json(raw)
 
 
+@_store_errors
 def list_subscriptions(account: str) -> list[Subscription]:
     """Every subscription of ``account``, oldest first."""
     check_account(account)
@@ -279,6 +317,7 @@ def readable(account: str, raw: dict[bytes, bytes]) -> list[Subscription]:
 _UPDATABLE = {"url", "events", "description", "transform", "retry_schedule", "rate_limit_per_s"}
 
 
+@_store_errors
 def update(account: str, subscription_id: str, *, actor: str | None = None, **changes: Any) -> Subscription:
     """Change some of: url, events, description, transform, retry_schedule, rate_limit_per_s.
 
@@ -287,7 +326,7 @@ def update(account: str, subscription_id: str, *, actor: str | None = None, **ch
     unknown = set(changes) - _UPDATABLE
     if unknown:
         raise ValidationError(f"cannot update {', '.join(sorted(unknown))}", {k: ["not updatable"] for k in unknown})
-    sub = get(account, subscription_id)
+    sub = _get(account, subscription_id)
     settings = get_settings()
     checked: dict[str, Any] = {}
     if "url" in changes:
@@ -309,31 +348,35 @@ def update(account: str, subscription_id: str, *, actor: str | None = None, **ch
 
 
 def _set_enabled(account: str, subscription_id: str, enabled: bool, reason: str | None, actor: str | None) -> Subscription:
-    sub = get(account, subscription_id)
+    sub = _get(account, subscription_id)
     new = replace(sub, enabled=enabled, disabled_reason=None if enabled else (reason or "disabled by operator"), updated_at=time.time())
     _save(new, "enable" if enabled else "disable", {"reason": new.disabled_reason} if not enabled else {}, actor)
     return new
 
 
+@_store_errors
 def disable(account: str, subscription_id: str, *, reason: str | None = None, actor: str | None = None) -> Subscription:
     """Stop delivering to this subscription (deliveries in flight are discarded with a reason)."""
     return _set_enabled(account, subscription_id, False, reason, actor)
 
 
+@_store_errors
 def enable(account: str, subscription_id: str, *, actor: str | None = None) -> Subscription:
     """Deliver to this subscription again."""
     return _set_enabled(account, subscription_id, True, None, actor)
 
 
+@_store_errors
 def delete(account: str, subscription_id: str, *, actor: str | None = None) -> None:
     """Delete the subscription. Raises NotFound."""
-    sub = get(account, subscription_id)
+    sub = _get(account, subscription_id)
     pipe = get_redis().pipeline(transaction=True)
     pipe.hdel(K.subs(account), sub.id)
     audit.record(account, "delete", subscription_id=sub.id, changes={"url": sub.url}, actor=actor, pipe=pipe)
     pipe.execute()
 
 
+@_store_errors
 def rotate_secret(
     account: str,
     subscription_id: str,
@@ -351,7 +394,7 @@ def rotate_secret(
     if new_secret is not None:
         signing.decode_secret(new_secret)
     settings = get_settings()
-    sub = get(account, subscription_id)
+    sub = _get(account, subscription_id)
     now = time.time()
     # Read the live secrets first: without the right key this raises EncryptionError before any
     # write, instead of storing a plaintext secret beside encrypted ones that nobody can show.
@@ -360,7 +403,8 @@ def rotate_secret(
     previous = kept + ((sub.secret, now + grace_s),) if grace_s > 0 else kept
     new = replace(
         sub,
-        secret=secretbox.seal(new_secret or signing.generate_secret(), settings.encryption_key),
+        secret=secretbox.seal(new_secret or signing.generate_secret(), settings.encryption_key,
+                              allow_plaintext=settings.allow_plaintext_secrets),
         previous_secrets=previous,
         updated_at=now,
     )

@@ -125,36 +125,33 @@ _PUTREQUEST = _pristine_putrequest()
 
 
 class _GuardedMixin:
-    """Connection behaviour we add: watched by the deadline, no tracing side channel."""
+    """Connection behaviour we add: watched by the deadline, no tracing side channel.
 
-    _watch_sock: socket.socket | None = None
+    The connection's socket is attached to the guard of the send() running on this thread
+    (once per guard): the guard keeps its own duplicate of the descriptor, taken while the
+    connection is open, so the watchdog can still cut the connection after http.client has
+    dropped ``self.sock`` (a ``Connection: close`` response is read through ``resp.fp``).
+    """
+
+    _guard: Guard | None = None  # the guard this connection's socket is attached to
 
     def _new_conn(self) -> socket.socket:
         sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        self._release_watch()
-        self._watch_sock = sock.dup()
-        self._attach()  # before the TLS handshake, which may drip too
+        self._guard = None
+        self._attach(sock)  # before the TLS handshake, which may drip too
         return sock
 
-    def _attach(self) -> None:
+    def _attach(self, sock: socket.socket) -> None:
         guard: Guard | None = getattr(CURRENT, "guard", None)
-        if guard is not None and self._watch_sock is not None:
-            WATCHDOG.attach(guard, self._watch_sock)
-
-    def _release_watch(self) -> None:
-        if self._watch_sock is not None:
-            WATCHDOG.close_sock(self._watch_sock)
-            self._watch_sock = None
+        if guard is not None and guard is not self._guard:
+            WATCHDOG.attach(guard, sock)
+            self._guard = guard
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        self._attach()  # a reused keep-alive connection: _new_conn was not called
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            self._attach(sock)  # a reused keep-alive connection: _new_conn was not called
         super().request(*args, **kwargs)  # type: ignore[misc]
-
-    def close(self) -> None:
-        try:
-            super().close()  # type: ignore[misc]
-        finally:
-            self._release_watch()
 
     def putrequest(self, method: str, url: str, skip_host: bool = False, skip_accept_encoding: bool = False) -> None:
         # sentry-sdk's stdlib integration wraps http.client's putrequest to open spans,

@@ -54,11 +54,11 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_URL_LENGTH = 2048
 _DEFAULT_PORTS = {"https": 443, "http": 80}
-_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
 # WHATWG URL / inet_aton read a host whose last label is a number (decimal, 0-octal, 0x-hex)
 # as an IPv4 address; we refuse every such form that is not a canonical dotted quad.
-_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
-_CANONICAL_QUAD = re.compile(r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$")
+_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)\Z")
+_CANONICAL_QUAD = re.compile(r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\Z")
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
 _SHARED_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
@@ -170,7 +170,8 @@ def parse_url(url: str, *, allow_http: bool = False) -> tuple[str, str, int, str
     scheme = parts.scheme.lower()
     if scheme != "https" and not (scheme == "http" and allow_http):
         shown = scheme or "(none)"
-        raise UrlRefused("scheme", f"scheme {shown!r} is not allowed; use https")
+        hint = " (for local work only, WEBHOOKS_ALLOW_HTTP=1 allows http://)" if scheme == "http" else ""
+        raise UrlRefused("scheme", f"scheme {shown!r} is not allowed; use https{hint}")
     if "@" in parts.netloc:
         raise UrlRefused("credentials", "user information (user:password@) is not allowed in the URL")
     if parts.fragment or url.endswith("#"):
@@ -264,6 +265,15 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
+def _allow_hint(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """How to allow a loopback or private address for local work (never a link-local or
+    metadata address: those stay refused without a hint)."""
+    if ip.is_link_local or not (ip.is_loopback or ip.is_private):
+        return ""
+    bits = 32 if ip.version == 4 else 128
+    return f" (for local work, allow it with WEBHOOKS_ALLOW_NETWORKS={ip}/{bits} or its network)"
+
+
 def check_url(url: str, *, settings: Settings | None = None, resolver: Resolver | None = None) -> Target:
     """Parse ``url``, resolve its host and vet every address.
 
@@ -279,7 +289,7 @@ def check_url(url: str, *, settings: Settings | None = None, resolver: Resolver 
     literal = _literal(host)
     if literal is None and (host == "localhost" or host.endswith(".localhost")):
         if not _localhost_allowed(networks):
-            raise UrlRefused("host", f"{host!r} is a local name")
+            raise UrlRefused("host", f"{host!r} is a local name (for local work, allow it with WEBHOOKS_ALLOW_NETWORKS=127.0.0.0/8,::1/128)")
 
     if literal is not None:
         answers: list[str] = [str(literal)]
@@ -299,7 +309,7 @@ def check_url(url: str, *, settings: Settings | None = None, resolver: Resolver 
         reason = address_refusal(ip, networks)
         if reason is not None:
             where = f"{ip}" if literal is not None else f"{host} resolves to {ip}, which"
-            raise UrlRefused("address", f"{where} is not allowed: {reason}")
+            raise UrlRefused("address", f"{where} is not allowed: {reason}{_allow_hint(ip)}")
         addresses.setdefault(str(ip), None)
 
     shown = f"[{host}]" if ":" in host else host

@@ -1,8 +1,11 @@
 """The Celery app: ``celery -A workers worker -P threads -c 32 -Q deliveries,retries``."""
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 
+from webhooks.errors import ConfigurationError
 from webhooks.policy import RetrySchedule, check_schedule_fits
 from webhooks.settings import get_settings
 
@@ -25,7 +28,13 @@ def _make_app() -> Celery:
     return app
 
 
-app = _make_app()
+try:
+    app = _make_app()
+except ConfigurationError as exc:
+    # One sentence naming the setting, not a traceback through Celery's app loader.
+    sys.stderr.write(f"error: {exc}\n")
+    raise SystemExit(2) from None
 
 from . import tasks  # noqa: E402,F401  (registers the tasks)
 from . import monitoring  # noqa: E402,F401  (Sentry, signals)
+from . import checks  # noqa: E402,F401  (start-up warnings: plain-text secrets)

@@ -28,6 +28,7 @@ from tests.support.receiver import Receiver, Recorded, Reply
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.tls import TestCA
 from tests.support.worker import Worker, wait_until
+from webhooks.secretbox import new_key
 
 __all__ = ["RedisServer", "Endpoint", "Stack", "Tally", "PublishLog", "free_port", "wait_until", "FAULT_ENV"]
 
@@ -35,6 +36,7 @@ __all__ = ["RedisServer", "Endpoint", "Stack", "Tally", "PublishLog", "free_port
 # Every process of a fault stack shares these (the visibility timeout above all).
 FAULT_ENV: dict[str, str] = {
     "WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
+    "WEBHOOKS_ENCRYPTION_KEY": new_key(),  # secrets are encrypted at rest by default
     "WEBHOOKS_TOTAL_TIMEOUT_S": "5",
     "WEBHOOKS_CONNECT_TIMEOUT_S": "2",
     "WEBHOOKS_PUBLISH_TIMEOUT_S": "2",

@@ -34,6 +34,7 @@ def slow_redis(tmp_path, monkeypatch) -> Iterator[RedisServer]:  # type: ignore[
     server = RedisServer(tmp_path / "redis", args=("--enable-debug-command", "local")).start()
     monkeypatch.setenv("WEBHOOKS_REDIS_URL", server.url)
     monkeypatch.setenv("WEBHOOKS_ALLOW_NETWORKS", "127.0.0.0/8")
+    monkeypatch.setenv("WEBHOOKS_ALLOW_PLAINTEXT_SECRETS", "1")  # storing a secret needs a key or this flag
     monkeypatch.setenv("WEBHOOKS_PUBLISH_TIMEOUT_S", "1")  # each try waits 0.5 s, one retry
     from webhooks import connection
     from webhooks.settings import reload_settings

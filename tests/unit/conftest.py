@@ -20,6 +20,9 @@ def fake_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[fakeredis.FakeRedis]
     monkeypatch.setenv("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("WEBHOOKS_ALLOW_NETWORKS", "127.0.0.0/8")
     monkeypatch.delenv("WEBHOOKS_ENCRYPTION_KEY", raising=False)
+    # Unit tests store plain secrets (the development flag); encryption by default is tested
+    # in test_secretbox.py and, on a real stack, in tests/integration.
+    monkeypatch.setenv("WEBHOOKS_ALLOW_PLAINTEXT_SECRETS", "1")
     reload_settings()
     client = fakeredis.FakeRedis()
     monkeypatch.setattr(connection, "_client", client)

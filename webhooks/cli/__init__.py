@@ -14,7 +14,7 @@ import redis
 from ..errors import NotFound, PublishError, ValidationError, WebhooksError
 from .common import cli
 
-from . import subs, dead, ops  # noqa: E402,F401  (register the commands)
+from . import subs, dead, ops, secrets  # noqa: E402,F401  (register the commands)
 
 __all__ = ["main", "cli"]
 

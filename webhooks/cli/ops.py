@@ -41,8 +41,14 @@ def status_cmd(account: str, show_ledger: bool, since: str, as_json: bool) -> No
             "last_error": s["last_error"], "breaker": b.get("state"), "queued": counts.get("pending", 0),
             "dead_letters": sum(1 for d in dead if d["subscription_id"] == sub.id),
         })
+    from ..secretsweep import count_plaintext
+
+    plain = count_plaintext(account)
+    if plain:
+        click.echo(f"warning: {plain} subscription secret(s) of this account are stored in plain text; "
+                   "set WEBHOOKS_ENCRYPTION_KEY and run `webhooks secrets encrypt`", err=True)
     if as_json:
-        out = {"subscriptions": rows}
+        out = {"subscriptions": rows, "plaintext_secrets": plain}
         if show_ledger:
             out["ledger"] = led
         click.echo(json.dumps(out, indent=2, default=str))

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ValidationError
 from ..events import serialize
 from .expressions import Evaluator, TransformError
-from .filters import Filter
+from .filters import Filter, FilterBudget
 from .functions import SizeExceeded, dumps, measure
 from .headers import check_headers
 from .mapping import Mapping
@@ -147,6 +147,11 @@ class Transform:
     def accepts(self, envelope: dict[str, Any]) -> bool:
         """Whether this subscription gets ``envelope``: no filter -> True; a failing filter -> False."""
         return True if self._filter is None else self._filter.matches(envelope)
+
+    def decide(self, envelope: dict[str, Any], budget: FilterBudget) -> bool | None:
+        """``accepts`` on an account's shared filter budget: None when the budget was spent
+        before the filter decided (see ``filters.FilterBudget``)."""
+        return True if self._filter is None else self._filter.decide(envelope, budget)
 
     def headers(self) -> dict[str, str]:
         """The static extra headers (a copy)."""

@@ -29,7 +29,7 @@ __all__ = ["FUNCTIONS", "ChatFunctions", "FunctionError", "SizeExceeded", "measu
 
 MAX_TO_STRING_CHARS = 262_144
 MAX_FORMAT_CHARS = 100
-_TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}$")
+_TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}\Z")
 
 
 class FunctionError(jp_errors.JMESPathError):

@@ -19,8 +19,8 @@ MAX_HEADERS = 20
 MAX_HEADER_NAME_CHARS = 64
 MAX_HEADER_VALUE_CHARS = 1_024
 
-_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_VALUE_RE = re.compile(r"^[\t\x20-\x7e]*$")
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_VALUE_RE = re.compile(r"^[\t\x20-\x7e]*\Z")
 _OURS = {
     "content-type", "content-length", "content-encoding", "user-agent", "host", "accept-encoding",
     "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "expect",
