@@ -9,9 +9,10 @@ it still holds fresh: its heartbeat (``workers/heartbeat.py``) re-scores them ev
 ``heartbeat_interval_s``. A message is then restored only when its holder has missed beats
 for ``visibility - heartbeat`` seconds, however long its countdown or its endpoint.
 
-Defaults (45 s visibility, a beat every 9 s, a sweep every 5 s): a killed worker's messages
-are back on their queue at most 50 s after its last beat; a live worker may stall for 36 s
-(a Redis outage, a frozen event loop) before anything it holds is handed out again.
+Defaults (40 s visibility, a beat every 8 s, a sweep every 5 s by every consumer): a killed
+worker's messages are back on their queue at most 45 s after its last beat, so at most 45 s
+after the kill; a live worker may stall for 32 s (a Redis outage, a frozen event loop) before
+anything it holds is handed out again.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def stall_tolerance_s(visibility_timeout_s: float) -> float:
 
 def restore_interval_s(visibility_timeout_s: float) -> int:
     """Seconds between two sweeps of the unacked set by each consumer: 5, or less for a short timeout."""
-    return max(1, min(5, int(visibility_timeout_s // 9)))
+    return max(1, min(5, int(visibility_timeout_s // 8)))
 
 
 def mutex_expire_s(visibility_timeout_s: float) -> int:

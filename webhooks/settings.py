@@ -31,7 +31,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_LOG_RESPONSE_BYTES": ("2048", "Response body bytes kept in the attempt log."),
     "WEBHOOKS_RETRY_SCHEDULE": ("5,300,1800,7200,18000,36000,50400,72000,86400", "Delays before each retry (attempt 2, 3, ...), seconds or with s/m/h/d; the first attempt is immediate; the list's length is the number of retries (default: 5s,5m,30m,2h,5h,10h,14h,20h,24h, about 3 days)."),
     "WEBHOOKS_RETRY_JITTER": ("0.2", "Retry delays are stretched by a random 0..this fraction (never shortened)."),
-    "WEBHOOKS_VISIBILITY_TIMEOUT_S": ("45", "A message a worker took is handed to another worker when its holder's heartbeat (every fifth of this) has been silent this long: a killed worker's deliveries come back within this plus 5 s."),
+    "WEBHOOKS_VISIBILITY_TIMEOUT_S": ("40", "A message a worker took is handed to another worker when its holder's heartbeat (every fifth of this) has been silent this long: a killed worker's deliveries come back within this plus 5 s."),
     "WEBHOOKS_MAX_COUNTDOWN_S": ("600", "Longest retry delay held by Celery; longer ones are parked in Redis."),
     "WEBHOOKS_ATTEMPT_RETENTION_S": ("604800", "How long the attempt log and delivery records are kept."),
     "WEBHOOKS_ATTEMPTS_PER_DELIVERY": ("50", "Attempt log entries kept per delivery (newest)."),
@@ -98,7 +98,7 @@ class Settings:
     log_response_bytes: int = 2048
     retry_schedule_s: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     retry_jitter: float = 0.2
-    visibility_timeout_s: float = 45.0
+    visibility_timeout_s: float = 40.0
     max_countdown_s: float = 600.0
     attempt_retention_s: int = 604800
     attempts_per_delivery: int = 50

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ from tests.support.redis_server import RedisServer, free_port
 from tests.support.tls import TestCA
 from tests.support.worker import Worker, wait_until
 
-__all__ = ["RedisServer", "Endpoint", "Stack", "Tally", "PublishLog", "free_port", "wait_until", "FAULT_ENV"]
+__all__ = ["RedisServer", "Endpoint", "Stack", "Tally", "PublishLog", "Beat", "free_port", "wait_until", "FAULT_ENV"]
 
 
 # Every process of a fault stack shares these (the visibility timeout above all).
@@ -174,8 +175,11 @@ class Stack:
         self.name = name
         self.redis = RedisServer(tmp / "redis")
         self.endpoint = Endpoint(ca)
-        self.env: dict[str, str] = {**FAULT_ENV, **(env or {}), "WEBHOOKS_CA_BUNDLE": ca.ca_pem_path}
+        self.env: dict[str, str] = {**FAULT_ENV, **(env or {}), "WEBHOOKS_CA_BUNDLE": ca.ca_pem_path,
+                                    "WEBHOOKS_HEALTH_DIR": str(tmp / "health")}
+        (tmp / "health").mkdir(parents=True, exist_ok=True)
         self.workers: list[Worker] = []
+        self.beats: list[Beat] = []
         self.started = time.monotonic()
         self._saved_env: dict[str, str | None] = {}
         self.log = PublishLog()
@@ -212,6 +216,11 @@ class Stack:
                 kill_worker(w)
             except Exception:  # noqa: BLE001 - keep cleaning up
                 pass
+        for b in self.beats:
+            try:
+                b.stop()
+            except Exception:  # noqa: BLE001 - keep cleaning up
+                pass
         self.endpoint.down()
         outboxing.stop()
         self.redis.stop()
@@ -230,6 +239,11 @@ class Stack:
                    beat=beat)
         self.workers.append(w)
         return w.start(timeout_s=60)
+
+    def start_beat(self) -> Beat:
+        b = Beat(self.env, self.tmp / f"beat{len(self.beats)}.log")
+        self.beats.append(b)
+        return b.start()
 
     # data --------------------------------------------------------------------------------
     def subscribe(self, account: str, paths: tuple[str, ...] = ("/a", "/b"), retry_schedule: str = "0.5,1,2,4") -> list[Any]:
@@ -300,6 +314,46 @@ class Stack:
             seconds=time.monotonic() - self.started,
             name=self.name,
         )
+
+
+class Beat:
+    """A real ``celery -A workers beat`` process (its own schedule file), logging to a file."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        import sys
+
+        from tests.support.worker import ROOT
+
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        self.log_path = log_path
+        self.args = [sys.executable, "-m", "celery", "-A", "workers", "beat", "-l", "INFO",
+                     "-s", str(log_path.with_suffix(".schedule"))]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Beat":
+        from tests.support.worker import ROOT, _die_with_parent
+
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
+        wait_until(lambda: b"Sending due task" in self.log_path.read_bytes() or self.proc.poll() is not None, 60,
+                   0.1, message="beat to send its first task")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"beat exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        if self.proc is not None:
+            self._log.close()
 
 
 def kill_worker(w: Worker, sig: int = signal.SIGKILL) -> None:
