@@ -12,13 +12,14 @@ from functools import lru_cache
 from typing import Callable, Mapping
 
 from .errors import ConfigurationError
+from . import sentinel
 from .recovery import check_recovery_fits
 
 __all__ = ["Settings", "get_settings", "reload_settings", "SETTINGS_DOC"]
 
 # name -> (default as written in the environment, one-line meaning)
 SETTINGS_DOC: dict[str, tuple[str, str]] = {
-    "WEBHOOKS_REDIS_URL": ("redis://127.0.0.1:6379/0", "Redis used as broker and state store."),
+    "WEBHOOKS_REDIS_URL": ("redis://127.0.0.1:6379/0", "Redis used as broker and state store: redis://, rediss://, or through Sentinel sentinel://[:password@]host:26379,host2:26379/0?master=NAME (docs/reliability.md)."),
     "WEBHOOKS_ALLOW_NETWORKS": ("", "Comma-separated CIDRs that may be delivered to although not public (e.g. 127.0.0.0/8 for local work)."),
     "WEBHOOKS_CA_BUNDLE": ("", "Extra CA file (PEM) to trust when delivering, on top of the system store."),
     "WEBHOOKS_ALLOW_HTTP": ("0", "Allow http:// endpoint URLs (development only)."),
@@ -43,7 +44,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_BREAKER_FAILURE_RATIO": ("0.7", "Circuit breaker: opens when at least this fraction of those attempts failed."),
     "WEBHOOKS_BREAKER_WINDOW_S": ("300", "Circuit breaker: the window over which attempts are counted."),
     "WEBHOOKS_BREAKER_COOLDOWN_S": ("30", "Circuit breaker: how long it stays open before one probe may go."),
-    "WEBHOOKS_RECONCILE_AFTER_S": ("", "A delivery that shows no progress this long, and whose message is in no queue, is re-enqueued (empty = visibility timeout + 60 s)."),
+    "WEBHOOKS_RECONCILE_AFTER_S": ("", "A delivery that shows no progress this long, and whose message is in no queue, is re-enqueued (empty = visibility timeout + 10 s)."),
     "WEBHOOKS_DISABLE_AFTER_S": ("432000", "Disable a subscription whose endpoint has failed continuously this long (5 days)."),
     "WEBHOOKS_OPS_URL": ("", "Operator's URL that receives endpoint.failing / endpoint.recovered / endpoint.disabled webhooks."),
     "WEBHOOKS_OPS_SECRET": ("", "whsec_ secret signing those operational webhooks."),
@@ -135,6 +136,8 @@ class Settings:
             raise ConfigurationError("WEBHOOKS_RETRY_SCHEDULE: delays must be >= 0")
         if not 0 <= self.retry_jitter <= 1:
             raise ConfigurationError("WEBHOOKS_RETRY_JITTER must be between 0 and 1")
+        if sentinel.is_sentinel(self.redis_url):
+            sentinel.parse(self.redis_url)  # names the primary and at least one sentinel
         # Countdowns may outlive the visibility timeout: the worker's heartbeat keeps them.
         check_recovery_fits(self.visibility_timeout_s, attempt_timeout_s=self.total_timeout_s)
         if self.reconcile_after_s is not None and self.reconcile_after_s <= 0:
@@ -159,7 +162,9 @@ class Settings:
         """How long a delivery may show no progress before the reconciler looks for its message."""
         if self.reconcile_after_s is not None:
             return self.reconcile_after_s
-        return self.visibility_timeout_s + 60
+        # Past the visibility timeout, a message still held is kept fresh by its worker's
+        # heartbeat (so it is "in transit"); one lost by kombu (#305) is found 10 s later.
+        return self.visibility_timeout_s + 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -5,6 +5,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from webhooks import sentinel
 from webhooks.enqueue import DELIVERIES_QUEUE, RETRIES_QUEUE
 from webhooks.recovery import mutex_expire_s, restore_interval_s
 from webhooks.settings import Settings
@@ -14,7 +15,7 @@ __all__ = ["celery_config"]
 
 def celery_config(s: Settings) -> dict[str, Any]:
     """The Celery configuration for settings ``s``."""
-    transport_options = {
+    transport_options: dict[str, Any] = {
         # An unacked message whose score is older than this is handed out again; every process
         # must agree. Live workers re-score what they hold (workers/heartbeat.py), so this is
         # the time a dead worker's messages wait, not a limit on countdowns (webhooks/recovery.py).
@@ -34,11 +35,23 @@ def celery_config(s: Settings) -> dict[str, Any]:
         # Retries (Celery countdowns) go out through the same Redis; keep heartbeats on.
         "health_check_interval": 25,
     }
+    broker_url, broker_transport = s.redis_url, "workers.transport:Transport"
+    if sentinel.is_sentinel(s.redis_url):
+        # Redis Sentinel: kombu's spelling of the URL, the primary's name and the sentinels'
+        # own options (a given sentinel_kwargs replaces redis-py's socket defaults: repeat them).
+        url = sentinel.parse(s.redis_url)
+        broker_url, broker_transport = url.kombu_url(), "workers.sentinel_transport:Transport"
+        transport_options["master_name"] = url.master
+        transport_options["sentinel_kwargs"] = url.sentinel_kwargs(
+            transport_options["socket_timeout"], transport_options["socket_connect_timeout"])
     return {
-        "broker_url": s.redis_url,
+        "broker_url": broker_url,
         # kombu's Redis transport, with the race that made a worker exit on a Redis restart closed.
-        "broker_transport": "workers.transport:Transport",
+        "broker_transport": broker_transport,
         "broker_transport_options": transport_options,
+        # A BRPOP on a primary demoted by a failover ends in "UNBLOCKED force unblock", a channel
+        # error: reconnect (to the new primary) instead of exiting the worker (celery#7946).
+        "broker_channel_error_retry": True,
         # Keep reconnecting after a Redis restart instead of exiting the worker.
         "broker_connection_retry": True,
         "broker_connection_retry_on_startup": True,

@@ -46,7 +46,7 @@ FAULT_ENV: dict[str, str] = {
     # A short cool-down so a tripped breaker costs seconds, not the default 30 s.
     "WEBHOOKS_BREAKER_COOLDOWN_S": "2",
     # A task message lost in kombu's BRPOP-then-record window (kombu #305) is found and
-    # re-sent by the reconciler after this long without progress (default: visibility + 60 s).
+    # re-sent by the reconciler after this long without progress (default: visibility + 10 s).
     "WEBHOOKS_RECONCILE_AFTER_S": "25",
 }
 
@@ -170,10 +170,12 @@ class Tally:
 class Stack:
     """Redis + workers + endpoint + this process as producer. Use as a context manager."""
 
-    def __init__(self, tmp: Path, ca: TestCA, env: Mapping[str, str] | None = None, *, name: str = "") -> None:
+    def __init__(self, tmp: Path, ca: TestCA, env: Mapping[str, str] | None = None, *, name: str = "",
+                 redis_server: Any = None) -> None:
         self.tmp = tmp
         self.name = name
-        self.redis = RedisServer(tmp / "redis")
+        # Our own redis-server, or anything shaped like it (tests/support/sentinel_cluster.py).
+        self.redis = redis_server if redis_server is not None else RedisServer(tmp / "redis")
         self.endpoint = Endpoint(ca)
         self.env: dict[str, str] = {**FAULT_ENV, **(env or {}), "WEBHOOKS_CA_BUNDLE": ca.ca_pem_path,
                                     "WEBHOOKS_HEALTH_DIR": str(tmp / "health")}
