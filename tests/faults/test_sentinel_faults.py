@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.faults,
 EVENTS = 1000  # x 2 subscriptions = 2,000 deliveries
 
 
-@pytest.mark.parametrize("how", ["sentinel-failover", "primary-sigkill"])
+@pytest.mark.parametrize("how", ["sentinel-failover", "paused-sentinel-failover", "primary-sigkill"])
 def test_a_sentinel_failover_mid_stream_loses_nothing(
     make_stack: Callable[..., Stack], account: str, report: Callable[[Tally], Tally], tmp_path: Path, how: str
 ) -> None:
@@ -40,12 +40,16 @@ def test_a_sentinel_failover_mid_stream_loses_nothing(
     w = stack.start_worker(beat=True)
     old_primary = cluster.primary_port()
     # When 1,000 events are published and, mid-stream, the primary is failed over to the replica
-    # (SENTINEL FAILOVER: the old primary is demoted; or SIGKILL: the sentinels find it gone)
+    # (SENTINEL FAILOVER: the old primary is demoted; the same with its writes paused first, the
+    # planned-switch recipe; or SIGKILL: the sentinels find it gone)
     stack.publish(account, EVENTS)
     wait_until(lambda: stack.endpoint.delivered() >= 500, 90, message="500 deliveries before the failover")
     before = stack.endpoint.delivered()
     started = time.monotonic()
-    new_primary = cluster.failover() if how == "sentinel-failover" else cluster.kill_primary()
+    if how == "primary-sigkill":
+        new_primary = cluster.kill_primary()
+    else:
+        new_primary = cluster.failover(pause_writes_ms=15000 if how.startswith("paused") else None)
     switched_s = time.monotonic() - started
     # Then every delivery arrives: lost 0, duplicates only with the same webhook-id
     stack.wait_settled(account, 2 * EVENTS, timeout_s=180)

@@ -91,10 +91,13 @@ class SentinelCluster:
         return {int(redis.Redis(port=p, socket_timeout=1).sentinel_get_master_addr_by_name(MASTER)[1])
                 for p in self.sentinel_ports}
 
-    def failover(self, timeout_s: float = 60.0) -> int:
+    def failover(self, timeout_s: float = 60.0, pause_writes_ms: int | None = None) -> int:
         """``SENTINEL FAILOVER``: promote the replica; returns the new primary's port once every
-        sentinel names it and the old primary follows it."""
+        sentinel names it and the old primary follows it. With ``pause_writes_ms``, writes on
+        the primary are paused first (``CLIENT PAUSE ms WRITE``), the planned-switch recipe."""
         old = self.primary_port()
+        if pause_writes_ms is not None:
+            redis.Redis(port=old, socket_timeout=5).execute_command("CLIENT", "PAUSE", pause_writes_ms, "WRITE")
         redis.Redis(port=self.sentinel_ports[0], socket_timeout=5).execute_command("SENTINEL", "FAILOVER", MASTER)
 
         def moved() -> bool:
