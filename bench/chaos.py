@@ -6,7 +6,7 @@ two subscriptions. Every ``--every`` seconds (randomised) one fault is injected:
 SIGKILLed or SIGTERMed (and replaced), a rolling restart of every worker (SIGTERM, replace,
 next), Redis SIGKILLed and restarted, the endpoint down for 30 s, answering 500, or hanging.
 With ``--sentinel`` Redis is a primary, a replica and three sentinels, and the Redis fault is
-a Sentinel failover instead. The recovery settings are the defaults (visibility timeout,
+a Sentinel failover instead (writes paused on the primary first, as docs/reliability.md says). The recovery settings are the defaults (visibility timeout,
 heartbeat, sweep, reconciler). For the worker and Redis faults it prints the time to recover:
 until no message held at the fault is still unacked under its old score (a SIGKILLed worker's
 are handed out again, live workers' re-scored by their heartbeat) and deliveries flow again.
@@ -62,7 +62,7 @@ def _time_to_recover(stack: Stack, fault_wall: float, start: float, delivered_be
 
 
 def run(seconds: float, rate: float, every: float, seed: int | None, workers: int, concurrency: int,
-        use_sentinel: bool = False) -> int:
+        use_sentinel: bool = False, only: list[str] | None = None) -> int:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp_s:
         tmp = Path(tmp_s)
@@ -112,9 +112,11 @@ def run(seconds: float, rate: float, every: float, seed: int | None, workers: in
                 faults.append(f"rolling restart of {len(live)} workers")
 
             def sentinel_failover() -> None:
+                # The planned-switch recipe (docs/reliability.md): a bare SENTINEL FAILOVER lets
+                # the old primary take writes for ~10 s that its resync then discards.
                 assert cluster is not None
-                cluster.failover()
-                faults.append("Sentinel failover")
+                cluster.failover(pause_writes_ms=15000)
+                faults.append("Sentinel failover (writes paused first)")
 
             def redis_kill() -> None:
                 stack.redis.kill()
@@ -145,10 +147,19 @@ def run(seconds: float, rate: float, every: float, seed: int | None, workers: in
             ]
             down_30 = endpoint(None, 30.0, "endpoint down 30 s")
 
+            by_name = dict(menu)
+            unknown = [n for n in only or [] if n not in by_name]
+            if unknown:
+                raise SystemExit(f"unknown fault(s) {unknown}: choose from {sorted(by_name)}")
+
             def chaos() -> None:
-                first = True
+                first, i = True, 0
                 while not stop.wait(every * rng.uniform(0.6, 1.4)):
-                    name, act = ("endpoint down 30 s", down_30) if first else rng.choice(menu)
+                    if only:
+                        name = only[i % len(only)]
+                        name, act, i = name, by_name[name], i + 1
+                    else:
+                        name, act = ("endpoint down 30 s", down_30) if first else rng.choice(menu)
                     first = False
                     _say(t0, f"fault: {name}")
                     try:
@@ -213,8 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     p.add_argument("--sentinel", action="store_true",
                    help="Redis as a primary, a replica and three sentinels; the Redis fault is a failover")
+    p.add_argument("--faults", default="", metavar="NAME,NAME",
+                   help="inject these faults in turn instead of at random (e.g. 'worker SIGKILL,rolling restart')")
     a = p.parse_args(argv)
-    return run(a.seconds, a.rate, a.every, a.seed, a.workers, a.concurrency, a.sentinel)
+    only = [f.strip() for f in a.faults.split(",") if f.strip()] or None
+    return run(a.seconds, a.rate, a.every, a.seed, a.workers, a.concurrency, a.sentinel, only)
 
 
 if __name__ == "__main__":
