@@ -152,7 +152,18 @@ def run(seconds: float, rate: float, every: float, seed: int | None, workers: in
             if unknown:
                 raise SystemExit(f"unknown fault(s) {unknown}: choose from {sorted(by_name)}")
 
+            finished, injected = threading.Event(), threading.Event()
+
             def chaos() -> None:
+                try:
+                    inject()
+                finally:
+                    injected.set()
+                    # Workers started here die with this thread (PR_SET_PDEATHSIG follows the
+                    # thread that forked them): keep it alive until the soak is over.
+                    finished.wait()
+
+            def inject() -> None:
                 first, i = True, 0
                 while not stop.wait(every * rng.uniform(0.6, 1.4)):
                     if only:
@@ -175,7 +186,7 @@ def run(seconds: float, rate: float, every: float, seed: int | None, workers: in
                 stack.log.publish(ACCOUNT, f"evt_c{i}")
             took = time.monotonic() - started
             stop.set()
-            monkey.join(60)
+            injected.wait(60)
             stack.endpoint.set_mode(Reply(status=200))
             stack.endpoint.up()
             _say(t0, f"published {n} events in {took:.1f}s ({n / took:.0f}/s); waiting for the ledger to settle")
@@ -200,6 +211,7 @@ def run(seconds: float, rate: float, every: float, seed: int | None, workers: in
                   f"{len(stack.log.spooled)}; ledger: {t.ledger}")
             reconciled = _reconciled(stack)
             print(f"re-sent by the reconciler (task messages lost in kombu's BRPOP window): {reconciled}")
+            finished.set()
             return 0 if t.lost == 0 and t.unexpected == 0 else 1
 
 
