@@ -70,9 +70,10 @@ def test_a_sigkilled_workers_share_arrives_within_60_s_of_the_kill(
 def test_a_live_worker_keeps_a_countdown_twice_the_visibility_timeout_and_runs_it_once(
     make_stack: Callable[..., Stack], account: str, report: Callable[[Tally], Tally]
 ) -> None:
-    # Given default recovery settings (40 s visibility timeout), no jitter, and a retry step of
+    # Given default recovery settings (a 40 s visibility timeout), no jitter, and a retry step of
     # 90 s, held by a worker as a countdown (the cap is 600 s)
-    stack = make_stack({**DEFAULT_RECOVERY, **NO_BREAKER, "WEBHOOKS_RETRY_JITTER": "0"})
+    assert DEFAULT_RECOVERY["WEBHOOKS_VISIBILITY_TIMEOUT_S"] == "40"
+    stack = make_stack({**DEFAULT_RECOVERY, **NO_BREAKER, "WEBHOOKS_RETRY_JITTER": "0", "WEBHOOKS_VISIBILITY_TIMEOUT_S": "40"})
     stack.subscribe(account, paths=("/a",), retry_schedule="90")
     stack.endpoint.set_mode(Reply(status=500))
     stack.start_worker(beat=True)
