@@ -86,11 +86,12 @@ def test_worker_refuses_to_start_when_the_visibility_timeout_leaves_the_heartbea
 
 
 def test_worker_starts_with_a_countdown_cap_longer_than_the_visibility_timeout(
-    stack_env: dict[str, str], tmp_path: Any
+    own_env: dict[str, str], tmp_path: Any
 ) -> None:
     # Given a countdown cap of 10 min and a 40 s visibility timeout (the default: the heartbeat
-    # keeps held countdowns fresh, so the cap no longer has to fit in the timeout)
-    env = {**stack_env, "WEBHOOKS_MAX_COUNTDOWN_S": "600", "WEBHOOKS_VISIBILITY_TIMEOUT_S": "40"}
+    # keeps held countdowns fresh, so the cap no longer has to fit in the timeout), on a Redis
+    # of this module's own (a 40 s worker would sweep other tests' 1 h unacked messages)
+    env = {**own_env, "WEBHOOKS_MAX_COUNTDOWN_S": "600", "WEBHOOKS_VISIBILITY_TIMEOUT_S": "40"}
     w = Worker(env, tmp_path / "worker.log", beat=False)
     # When the worker process starts, Then it is ready
     try:
