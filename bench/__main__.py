@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if redis is not None:
             redis.stop()
+            shutil.rmtree(redis.dir, ignore_errors=True)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -158,6 +158,9 @@ class Ours(Side):
         super().__init__(redis, receiver, k)
         import webhooks
         from webhooks import events
+        from webhooks.enqueue import DELIVERIES_QUEUE, RETRIES_QUEUE
+
+        self.queues = f"{DELIVERIES_QUEUE},{RETRIES_QUEUE}"  # what `make worker` consumes
 
         self._webhooks = webhooks
         self._events = events
