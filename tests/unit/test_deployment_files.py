@@ -140,3 +140,6 @@ def test_compose_checks_worker_and_beat_liveness(compose):
     for name in ("worker", "beat"):
         test = compose["services"][name]["healthcheck"]["test"]
         assert test == ["CMD", "python", "-m", "webhooks.liveness", name]
+    # ... and Flower (same image, whose HEALTHCHECK is the worker's) has its own
+    assert "/healthcheck" in " ".join(compose["services"]["flower"]["healthcheck"]["test"])
+    assert 'HEALTHCHECK' in (ROOT / "Dockerfile").read_text()
