@@ -17,4 +17,6 @@ COPY config ./config
 
 # Never root: a delivery worker talks to the internet.
 USER webhooks
-CMD ["celery", "-A", "workers", "worker", "-P", "threads", "-c", "32", "-Q", "deliveries,retries", "-l", "INFO"]
+# The bare command is the production shape (workers/config.py: threads pool, both queues).
+CMD ["celery", "-A", "workers", "worker", "-l", "INFO"]
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["python", "-m", "webhooks.liveness", "worker"]

@@ -77,11 +77,10 @@ class Child:
 
 
 class Worker(Child):
-    """``celery -A workers worker`` with a threads pool, both queues and embedded beat."""
+    """``celery -A workers worker`` (its production shape: threads pool, both queues) with embedded beat."""
 
     def __init__(self, env: Mapping[str, str], run_dir: Path, name: str) -> None:
-        args = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-P", "threads", "-c", "8",
-                "-Q", "deliveries,retries", "-B", "-s", str(run_dir / "beat-schedule"),
+        args = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-B", "-s", str(run_dir / "beat-schedule"),
                 "--without-gossip", "--without-mingle", "-l", "INFO", "-n", f"{name}@%h"]
         pythonpath = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         super().__init__(args, run_dir / "worker.log", {**env, "PYTHONPATH": pythonpath})

@@ -12,13 +12,14 @@ from functools import lru_cache
 from typing import Callable, Mapping
 
 from .errors import ConfigurationError
-from .policy import check_countdown_fits
+from . import sentinel
+from .recovery import check_recovery_fits
 
 __all__ = ["Settings", "get_settings", "reload_settings", "SETTINGS_DOC"]
 
 # name -> (default as written in the environment, one-line meaning)
 SETTINGS_DOC: dict[str, tuple[str, str]] = {
-    "WEBHOOKS_REDIS_URL": ("redis://127.0.0.1:6379/0", "Redis used as broker and state store."),
+    "WEBHOOKS_REDIS_URL": ("redis://127.0.0.1:6379/0", "Redis used as broker and state store: redis://, rediss://, or through Sentinel sentinel://[:password@]host:26379,host2:26379/0?master=NAME (docs/reliability.md)."),
     "WEBHOOKS_ALLOW_NETWORKS": ("", "Comma-separated CIDRs that may be delivered to although not public (e.g. 127.0.0.0/8 for local work)."),
     "WEBHOOKS_CA_BUNDLE": ("", "Extra CA file (PEM) to trust when delivering, on top of the system store."),
     "WEBHOOKS_ALLOW_HTTP": ("0", "Allow http:// endpoint URLs (development only)."),
@@ -31,7 +32,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_LOG_RESPONSE_BYTES": ("2048", "Response body bytes kept in the attempt log."),
     "WEBHOOKS_RETRY_SCHEDULE": ("5,300,1800,7200,18000,36000,50400,72000,86400", "Delays before each retry (attempt 2, 3, ...), seconds or with s/m/h/d; the first attempt is immediate; the list's length is the number of retries (default: 5s,5m,30m,2h,5h,10h,14h,20h,24h, about 3 days)."),
     "WEBHOOKS_RETRY_JITTER": ("0.2", "Retry delays are stretched by a random 0..this fraction (never shortened)."),
-    "WEBHOOKS_VISIBILITY_TIMEOUT_S": ("3600", "Redis visibility timeout: an unacked message is re-delivered after this."),
+    "WEBHOOKS_VISIBILITY_TIMEOUT_S": ("40", "A message a worker took is handed to another worker when its holder's heartbeat (every fifth of this) has been silent this long: a killed worker's deliveries come back within this plus 5 s."),
     "WEBHOOKS_MAX_COUNTDOWN_S": ("600", "Longest retry delay held by Celery; longer ones are parked in Redis."),
     "WEBHOOKS_ATTEMPT_RETENTION_S": ("604800", "How long the attempt log and delivery records are kept."),
     "WEBHOOKS_ATTEMPTS_PER_DELIVERY": ("50", "Attempt log entries kept per delivery (newest)."),
@@ -44,12 +45,15 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_BREAKER_FAILURE_RATIO": ("0.7", "Circuit breaker: opens when at least this fraction of those attempts failed."),
     "WEBHOOKS_BREAKER_WINDOW_S": ("300", "Circuit breaker: the window over which attempts are counted."),
     "WEBHOOKS_BREAKER_COOLDOWN_S": ("30", "Circuit breaker: how long it stays open before one probe may go."),
-    "WEBHOOKS_RECONCILE_AFTER_S": ("", "A delivery that shows no progress this long, and whose message is in no queue, is re-enqueued (empty = visibility timeout + 60 s)."),
+    "WEBHOOKS_RECONCILE_AFTER_S": ("", "A delivery that shows no progress this long, and whose message is in no queue, is re-enqueued (empty = visibility timeout + 10 s)."),
     "WEBHOOKS_DISABLE_AFTER_S": ("432000", "Disable a subscription whose endpoint has failed continuously this long (5 days)."),
     "WEBHOOKS_OPS_URL": ("", "Operator's URL that receives endpoint.failing / endpoint.recovered / endpoint.disabled webhooks."),
     "WEBHOOKS_OPS_SECRET": ("", "whsec_ secret signing those operational webhooks."),
     "WEBHOOKS_OUTBOX": ("", "Path of the producer outbox (SQLite spool publish() writes to when Redis cannot be reached); empty = off."),
     "WEBHOOKS_OUTBOX_MAX_EVENTS": ("100000", "Events the outbox holds at most; past that publish() raises PublishError."),
+    "WEBHOOKS_WORKER_CONCURRENCY": ("32", "Delivery threads per worker process (`celery -A workers worker` uses a threads pool; `-c` overrides)."),
+    "WEBHOOKS_WORKER_EVENTS": ("0", "Workers send task events, which Flower needs to list tasks (costs about 20 % throughput)."),
+    "WEBHOOKS_HEALTH_DIR": ("", "Directory of the liveness files workers and beat refresh (empty = the system temp directory)."),
 }
 
 
@@ -131,7 +135,7 @@ class Settings:
     log_response_bytes: int = 2048
     retry_schedule_s: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     retry_jitter: float = 0.2
-    visibility_timeout_s: float = 3600.0
+    visibility_timeout_s: float = 40.0
     max_countdown_s: float = 600.0
     attempt_retention_s: int = 604800
     attempts_per_delivery: int = 50
@@ -150,6 +154,9 @@ class Settings:
     ops_secret: str | None = field(default=None, repr=False)
     outbox_path: str | None = None
     outbox_max_events: int = 100000
+    worker_concurrency: int = 32
+    worker_events: bool = False
+    health_dir: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -171,12 +178,10 @@ class Settings:
             raise ConfigurationError("WEBHOOKS_RETRY_SCHEDULE: delays must be >= 0")
         if not 0 <= self.retry_jitter <= 1:
             raise ConfigurationError("WEBHOOKS_RETRY_JITTER must be between 0 and 1")
-        check_countdown_fits(
-            self.max_countdown_s,
-            self.retry_jitter,
-            self.visibility_timeout_s,
-            attempt_timeout_s=self.total_timeout_s,
-        )
+        if sentinel.is_sentinel(self.redis_url):
+            sentinel.parse(self.redis_url)  # names the primary and at least one sentinel
+        # Countdowns may outlive the visibility timeout: the worker's heartbeat keeps them.
+        check_recovery_fits(self.visibility_timeout_s, attempt_timeout_s=self.total_timeout_s)
         if self.reconcile_after_s is not None and self.reconcile_after_s <= 0:
             raise ConfigurationError("WEBHOOKS_RECONCILE_AFTER_S must be positive")
         if self.endpoint_concurrency < 1:
@@ -191,13 +196,17 @@ class Settings:
             raise ConfigurationError("WEBHOOKS_LOG_RESPONSE_BYTES must not exceed WEBHOOKS_MAX_RESPONSE_BYTES")
         if self.outbox_max_events < 1:
             raise ConfigurationError("WEBHOOKS_OUTBOX_MAX_EVENTS must be at least 1")
+        if self.worker_concurrency < 1:
+            raise ConfigurationError("WEBHOOKS_WORKER_CONCURRENCY must be at least 1")
 
     @property
     def progress_deadline_s(self) -> float:
         """How long a delivery may show no progress before the reconciler looks for its message."""
         if self.reconcile_after_s is not None:
             return self.reconcile_after_s
-        return self.visibility_timeout_s + 60
+        # Past the visibility timeout, a message still held is kept fresh by its worker's
+        # heartbeat (so it is "in transit"); one lost by kombu (#305) is found 10 s later.
+        return self.visibility_timeout_s + 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -249,6 +258,9 @@ class Settings:
             ops_secret=get("WEBHOOKS_OPS_SECRET") or None,
             outbox_path=get("WEBHOOKS_OUTBOX") or None,
             outbox_max_events=conv("WEBHOOKS_OUTBOX_MAX_EVENTS", int),  # type: ignore[arg-type]
+            worker_concurrency=conv("WEBHOOKS_WORKER_CONCURRENCY", int),  # type: ignore[arg-type]
+            worker_events=_bool(get("WEBHOOKS_WORKER_EVENTS")),
+            health_dir=get("WEBHOOKS_HEALTH_DIR") or None,
         )
 
 

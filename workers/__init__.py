@@ -1,4 +1,4 @@
-"""The Celery app: ``celery -A workers worker -P threads -c 32 -Q deliveries,retries``."""
+"""The Celery app: ``celery -A workers worker`` (threads pool, both queues: workers/config.py)."""
 from __future__ import annotations
 
 import sys
@@ -6,25 +6,22 @@ import sys
 from celery import Celery
 
 from webhooks.errors import ConfigurationError
-from webhooks.policy import RetrySchedule, check_schedule_fits
 from webhooks.settings import get_settings
 
 from .config import celery_config
+from .heartbeat import Heartbeat
 
 __all__ = ["app"]
 
 
 def _make_app() -> Celery:
+    # get_settings() refuses a visibility timeout that leaves a live worker's heartbeat no margin
+    # (webhooks/recovery.py). Countdowns may be longer than it: the heartbeat keeps them.
     s = get_settings()
-    # Refuse to start when a retry countdown could outlive the visibility timeout.
-    check_schedule_fits(
-        RetrySchedule(tuple(s.retry_schedule_s), jitter=s.retry_jitter),
-        s.max_countdown_s,
-        s.visibility_timeout_s,
-        attempt_timeout_s=s.total_timeout_s,
-    )
     app = Celery("webhooks")
     app.conf.update(celery_config(s))
+    # Re-scores what this worker holds so that only a dead worker's messages are handed out.
+    app.steps["consumer"].add(Heartbeat)
     return app
 
 

@@ -15,11 +15,12 @@ _TALLIES: list[Tally] = []
 
 @pytest.fixture
 def make_stack(tmp_path: Path, test_ca: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., Stack]]:
-    """``make_stack(env={...})`` -> an entered Stack, closed (every process killed) at teardown."""
+    """``make_stack(env={...}, redis_server=None)`` -> an entered Stack, closed (every process killed) at teardown."""
     stacks: list[Stack] = []
 
-    def make(env: dict[str, str] | None = None) -> Stack:
-        s = Stack(tmp_path / f"stack{len(stacks)}", test_ca, env, name=request.node.name.removeprefix("test_"))
+    def make(env: dict[str, str] | None = None, redis_server: Any = None) -> Stack:
+        s = Stack(tmp_path / f"stack{len(stacks)}", test_ca, env, name=request.node.name.removeprefix("test_"),
+                  redis_server=redis_server)
         stacks.append(s)
         return s.__enter__()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -30,7 +31,7 @@ from tests.support.tls import TestCA
 from tests.support.worker import Worker, wait_until
 from webhooks.secretbox import new_key
 
-__all__ = ["RedisServer", "Endpoint", "Stack", "Tally", "PublishLog", "free_port", "wait_until", "FAULT_ENV"]
+__all__ = ["RedisServer", "Endpoint", "Stack", "Tally", "PublishLog", "Beat", "free_port", "wait_until", "FAULT_ENV"]
 
 
 # Every process of a fault stack shares these (the visibility timeout above all).
@@ -47,7 +48,7 @@ FAULT_ENV: dict[str, str] = {
     # A short cool-down so a tripped breaker costs seconds, not the default 30 s.
     "WEBHOOKS_BREAKER_COOLDOWN_S": "2",
     # A task message lost in kombu's BRPOP-then-record window (kombu #305) is found and
-    # re-sent by the reconciler after this long without progress (default: visibility + 60 s).
+    # re-sent by the reconciler after this long without progress (default: visibility + 10 s).
     "WEBHOOKS_RECONCILE_AFTER_S": "25",
 }
 
@@ -171,13 +172,18 @@ class Tally:
 class Stack:
     """Redis + workers + endpoint + this process as producer. Use as a context manager."""
 
-    def __init__(self, tmp: Path, ca: TestCA, env: Mapping[str, str] | None = None, *, name: str = "") -> None:
+    def __init__(self, tmp: Path, ca: TestCA, env: Mapping[str, str] | None = None, *, name: str = "",
+                 redis_server: Any = None) -> None:
         self.tmp = tmp
         self.name = name
-        self.redis = RedisServer(tmp / "redis")
+        # Our own redis-server, or anything shaped like it (tests/support/sentinel_cluster.py).
+        self.redis = redis_server if redis_server is not None else RedisServer(tmp / "redis")
         self.endpoint = Endpoint(ca)
-        self.env: dict[str, str] = {**FAULT_ENV, **(env or {}), "WEBHOOKS_CA_BUNDLE": ca.ca_pem_path}
+        self.env: dict[str, str] = {**FAULT_ENV, **(env or {}), "WEBHOOKS_CA_BUNDLE": ca.ca_pem_path,
+                                    "WEBHOOKS_HEALTH_DIR": str(tmp / "health")}
+        (tmp / "health").mkdir(parents=True, exist_ok=True)
         self.workers: list[Worker] = []
+        self.beats: list[Beat] = []
         self.started = time.monotonic()
         self._saved_env: dict[str, str | None] = {}
         self.log = PublishLog()
@@ -214,6 +220,11 @@ class Stack:
                 kill_worker(w)
             except Exception:  # noqa: BLE001 - keep cleaning up
                 pass
+        for b in self.beats:
+            try:
+                b.stop()
+            except Exception:  # noqa: BLE001 - keep cleaning up
+                pass
         self.endpoint.down()
         outboxing.stop()
         self.redis.stop()
@@ -232,6 +243,11 @@ class Stack:
                    beat=beat)
         self.workers.append(w)
         return w.start(timeout_s=60)
+
+    def start_beat(self) -> Beat:
+        b = Beat(self.env, self.tmp / f"beat{len(self.beats)}.log")
+        self.beats.append(b)
+        return b.start()
 
     # data --------------------------------------------------------------------------------
     def subscribe(self, account: str, paths: tuple[str, ...] = ("/a", "/b"), retry_schedule: str = "0.5,1,2,4") -> list[Any]:
@@ -302,6 +318,46 @@ class Stack:
             seconds=time.monotonic() - self.started,
             name=self.name,
         )
+
+
+class Beat:
+    """A real ``celery -A workers beat`` process (its own schedule file), logging to a file."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        import sys
+
+        from tests.support.worker import ROOT
+
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        self.log_path = log_path
+        self.args = [sys.executable, "-m", "celery", "-A", "workers", "beat", "-l", "INFO",
+                     "-s", str(log_path.with_suffix(".schedule"))]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Beat":
+        from tests.support.worker import ROOT, _die_with_parent
+
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
+        wait_until(lambda: b"Sending due task" in self.log_path.read_bytes() or self.proc.poll() is not None, 60,
+                   0.1, message="beat to send its first task")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"beat exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        if self.proc is not None:
+            self._log.close()
 
 
 def kill_worker(w: Worker, sig: int = signal.SIGKILL) -> None:

@@ -67,11 +67,12 @@ def _redis(env: dict[str, str]) -> redis.Redis:
     return redis.Redis.from_url(env["WEBHOOKS_REDIS_URL"])
 
 
-def test_worker_refuses_to_start_when_the_countdown_cap_could_outlive_the_visibility_timeout(
+def test_worker_refuses_to_start_when_the_visibility_timeout_leaves_the_heartbeat_no_margin(
     stack_env: dict[str, str], tmp_path: Any
 ) -> None:
-    # Given a countdown cap of 50 min with a visibility timeout of 1 h (jitter makes it 60 min)
-    env = {**stack_env, "WEBHOOKS_MAX_COUNTDOWN_S": "3000", "WEBHOOKS_VISIBILITY_TIMEOUT_S": "3600"}
+    # Given a visibility timeout (20 s: a beat every 4 s, 16 s of tolerance) shorter than one
+    # attempt (15 s) plus margin: a solo pool's attempt would hold the heartbeat too long
+    env = {**stack_env, "WEBHOOKS_TOTAL_TIMEOUT_S": "15", "WEBHOOKS_VISIBILITY_TIMEOUT_S": "20"}
     w = Worker(env, tmp_path / "worker.log", beat=False)
     # When the worker process starts
     with pytest.raises(RuntimeError, match="worker exited") as failed:
@@ -79,9 +80,25 @@ def test_worker_refuses_to_start_when_the_countdown_cap_could_outlive_the_visibi
     # Then it exits non-zero before taking any work, naming both settings
     w.stop()
     assert w.proc is not None and w.proc.returncode not in (0, None)
-    assert "WEBHOOKS_MAX_COUNTDOWN_S=3000" in str(failed.value)
-    assert "WEBHOOKS_VISIBILITY_TIMEOUT_S=3600" in str(failed.value)
+    assert "WEBHOOKS_VISIBILITY_TIMEOUT_S=20" in str(failed.value)
+    assert "WEBHOOKS_TOTAL_TIMEOUT_S=15" in str(failed.value)
     assert " ready." not in w.log()
+
+
+def test_worker_starts_with_a_countdown_cap_longer_than_the_visibility_timeout(
+    own_env: dict[str, str], tmp_path: Any
+) -> None:
+    # Given a countdown cap of 10 min and a 40 s visibility timeout (the default: the heartbeat
+    # keeps held countdowns fresh, so the cap no longer has to fit in the timeout), on a Redis
+    # of this module's own (a 40 s worker would sweep other tests' 1 h unacked messages)
+    env = {**own_env, "WEBHOOKS_MAX_COUNTDOWN_S": "600", "WEBHOOKS_VISIBILITY_TIMEOUT_S": "40"}
+    w = Worker(env, tmp_path / "worker.log", beat=False)
+    # When the worker process starts, Then it is ready
+    try:
+        w.start(timeout_s=60)
+        assert " ready." in w.log()
+    finally:
+        w.stop()
 
 
 def test_a_long_step_is_parked_in_redis_not_held_by_the_worker_and_delivered_once_when_due(

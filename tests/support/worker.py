@@ -54,6 +54,9 @@ class Worker:
     def __init__(self, env: Mapping[str, str], log_path: Path, *, concurrency: int = 8, pool: str = "threads",
                  beat: bool = True, queues: str = "deliveries,retries", extra_args: tuple[str, ...] = ()) -> None:
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        # workers/config.py sets worker_pool='threads', and Celery cannot tell an explicit
+        # `-P prefork` from its default: 'processes' is prefork's other name.
+        pool = "processes" if pool == "prefork" else pool
         self.log_path = log_path
         self.args = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-P", pool, "-c", str(concurrency),
                      "-Q", queues, "--without-gossip", "--without-mingle", "-l", "INFO",

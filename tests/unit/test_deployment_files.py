@@ -89,7 +89,7 @@ def test_compose_flower_requires_auth_and_is_published_on_loopback_only(compose)
     # ... and the host sees Flower on 127.0.0.1 only
     assert flower["ports"] and all(str(p).startswith("127.0.0.1:") for p in flower["ports"])
     # ... the worker sends the task events Flower shows; one beat only
-    assert "-E" in _command(compose["services"]["worker"])
+    assert compose["x-app"]["environment"]["WEBHOOKS_WORKER_EVENTS"] == "1"
     assert "deploy" not in compose["services"]["beat"]
 
 
@@ -112,7 +112,34 @@ def test_procfile_runs_worker_beat_and_flower_with_our_config():
                  if line.strip() and not line.startswith("#"))
     # Then there is one line per process, each the Celery app of this project
     assert set(lines) == {"worker", "beat", "flower"}
-    assert lines["worker"].split()[:5] == ["celery", "-A", "workers", "worker", "-P"]
-    assert "-Q deliveries,retries" in lines["worker"]
+    assert lines["worker"].split() == ["celery", "-A", "workers", "worker", "-l", "INFO"]
     assert lines["beat"].split()[:4] == ["celery", "-A", "workers", "beat"]
     assert lines["flower"].split() == ["celery", "-A", "workers", "flower", "--conf=config/flowerconfig.py"]
+
+
+WORKER_COMMAND = ["celery", "-A", "workers", "worker", "-l", "INFO"]
+
+
+def test_every_place_that_starts_a_worker_runs_the_same_bare_command(compose):
+    # Given the README, Makefile, Procfile, compose file and Dockerfile, Then each starts the worker
+    # with the bare command (queues, pool, concurrency and task events come from workers/config.py)
+    assert _command(compose["services"]["worker"]) == WORKER_COMMAND
+    procfile = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+                    if line.strip() and not line.startswith("#"))
+    assert procfile["worker"].split() == WORKER_COMMAND
+    assert re.search(r"^\t\$\(VENV\)/bin/celery -A workers worker -l INFO$", (ROOT / "Makefile").read_text(), re.M)
+    assert re.search(r'^CMD \["celery", "-A", "workers", "worker", "-l", "INFO"\]$', (ROOT / "Dockerfile").read_text(), re.M)
+    assert "celery -A workers worker -l INFO" in (ROOT / "README.md").read_text()
+    for text in ((ROOT / p).read_text() for p in ("Makefile", "Procfile", "Dockerfile", "docker-compose.yml")):
+        assert "-P threads" not in text and "-Q deliveries" not in text and '"-E"' not in text
+    assert "celery -A workers worker -P" not in (ROOT / "README.md").read_text()
+
+
+def test_compose_checks_worker_and_beat_liveness(compose):
+    # Then the worker and beat services are checked by the liveness probe that fails when stuck
+    for name in ("worker", "beat"):
+        test = compose["services"][name]["healthcheck"]["test"]
+        assert test == ["CMD", "python", "-m", "webhooks.liveness", name]
+    # ... and Flower (same image, whose HEALTHCHECK is the worker's) has its own
+    assert "/healthcheck" in " ".join(compose["services"]["flower"]["healthcheck"]["test"])
+    assert 'HEALTHCHECK' in (ROOT / "Dockerfile").read_text()
