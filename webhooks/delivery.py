@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import health, mover, records, signing, stats, subscriptions
+from . import health, metrics, mover, records, signing, stats, subscriptions
 from .breaker import BreakerConfig, CircuitBreaker
 from .connection import get_redis
 from .deadletters import release_payload
@@ -94,6 +94,7 @@ def _discard(delivery_id: str, rec: dict[str, str], reason: str) -> Outcome:
     pipe.zrem(K.inflight(), delivery_id)
     pipe.execute()
     release_payload(rec["evt"])
+    metrics.delivery_ended("discarded", None, time.time(), account=rec.get("account"))
     log.info("delivery %s discarded: %s", delivery_id, reason)
     return Outcome("discarded", delivery_id, reason=reason)
 
@@ -227,6 +228,7 @@ def _send(
         error_kind, error_msg = "encryption", str(exc)
         verdict = Verdict.PERMANENT
     duration_ms = (time.time() - started) * 1000
+    metrics.attempt_finished(metrics.result_class(status, error_kind), duration_ms / 1000, account=sub.account)
     ok = verdict is Verdict.DELIVERED
     pipe = get_redis().pipeline(transaction=False)
     records.log_attempt(records.Attempt(
@@ -237,7 +239,9 @@ def _send(
     stats.record(sub.id, ok, duration_ms, error_kind, pipe=pipe)
     pipe.execute()
     if error_kind not in ("url_refused", "transform", "encryption"):
-        health.after_attempt(sub, ok, breaker.record(sub.id, ok), error_msg, settings)
+        transition = breaker.record(sub.id, ok)
+        metrics.breaker_transition(transition.old, transition.new)
+        health.after_attempt(sub, ok, transition, error_msg, settings)
     log.info(
         "delivery %s attempt %d to %s: %s in %.0f ms",
         delivery_id, number, sub.id, status if status is not None else error_kind, duration_ms,
@@ -255,6 +259,8 @@ def _send(
     if delay is None:
         return _dead(delivery_id, "exhausted", status, error_msg)
     get_redis().hincrby(K.delivery(delivery_id), "retries", 1)
+    metrics.retry_scheduled("parked" if split_tier(delay, settings.max_countdown_s) == "park" else "countdown",
+                            account=sub.account)
     if split_tier(delay, settings.max_countdown_s) == "park":
         return _park(delivery_id, delay, error_msg or "retry")
     pipe = get_redis().pipeline(transaction=True)
@@ -289,8 +295,11 @@ return 1
 
 
 def _delivered(delivery_id: str, rec: dict[str, str], status: int | None) -> Outcome:
-    get_redis().register_script(_DELIVERED_LUA)(
+    first = get_redis().register_script(_DELIVERED_LUA)(
         keys=[K.delivery(delivery_id), K.inflight(), K.event(rec["evt"]), K.event_refs(rec["evt"])],
         args=[str(status), repr(time.time()), delivery_id],
     )
+    if first:  # a duplicate success (re-delivered message) is not a second delivery
+        metrics.delivery_ended("delivered", float(rec["created"]) if rec.get("created") else None, time.time(),
+                               account=rec.get("account"))
     return Outcome("delivered", delivery_id, status=status)

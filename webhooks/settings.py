@@ -49,6 +49,9 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_OPS_SECRET": ("", "whsec_ secret signing those operational webhooks."),
     "WEBHOOKS_OUTBOX": ("", "Path of the producer outbox (SQLite spool publish() writes to when Redis cannot be reached); empty = off."),
     "WEBHOOKS_OUTBOX_MAX_EVENTS": ("100000", "Events the outbox holds at most; past that publish() raises PublishError."),
+    "WEBHOOKS_METRICS_PORT": ("", "Port (or range like 9100-9103: the first free one) on which each worker serves Prometheus /metrics; empty = off."),
+    "WEBHOOKS_METRICS_ADDRESS": ("127.0.0.1", "Address the worker's /metrics listens on (0.0.0.0 inside a container)."),
+    "WEBHOOKS_METRICS_PER_ACCOUNT": ("0", "Add an account label to the worker metrics and the dead-letter gauge (one series per account: mind the cardinality)."),
 }
 
 
@@ -66,6 +69,18 @@ def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
             except ValueError as exc:
                 raise ConfigurationError(f"WEBHOOKS_ALLOW_NETWORKS: {part!r} is not a CIDR") from exc
     return tuple(nets)
+
+
+def _ports(raw: str) -> tuple[int, ...]:
+    """'' -> (), '9100' -> (9100,), '9100-9103' -> (9100, 9101, 9102, 9103)."""
+    raw = raw.strip()
+    if not raw:
+        return ()
+    first, _, last = raw.partition("-")
+    lo, hi = int(first), int(last or first)
+    if hi < lo or hi - lo > 1000:
+        raise ValueError("a range is low-high, at most 1000 ports")
+    return tuple(range(lo, hi + 1))
 
 
 def _schedule(raw: str) -> tuple[float, ...]:
@@ -113,6 +128,9 @@ class Settings:
     ops_secret: str | None = field(default=None, repr=False)
     outbox_path: str | None = None
     outbox_max_events: int = 100000
+    metrics_ports: tuple[int, ...] = ()
+    metrics_address: str = "127.0.0.1"
+    metrics_per_account: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -149,6 +167,8 @@ class Settings:
             raise ConfigurationError("WEBHOOKS_LOG_RESPONSE_BYTES must not exceed WEBHOOKS_MAX_RESPONSE_BYTES")
         if self.outbox_max_events < 1:
             raise ConfigurationError("WEBHOOKS_OUTBOX_MAX_EVENTS must be at least 1")
+        if any(not 0 < p < 65536 for p in self.metrics_ports):
+            raise ConfigurationError("WEBHOOKS_METRICS_PORT must be a port (1-65535) or a range of them")
 
     @property
     def progress_deadline_s(self) -> float:
@@ -206,6 +226,9 @@ class Settings:
             ops_secret=get("WEBHOOKS_OPS_SECRET") or None,
             outbox_path=get("WEBHOOKS_OUTBOX") or None,
             outbox_max_events=conv("WEBHOOKS_OUTBOX_MAX_EVENTS", int),  # type: ignore[arg-type]
+            metrics_ports=conv("WEBHOOKS_METRICS_PORT", _ports),  # type: ignore[arg-type]
+            metrics_address=get("WEBHOOKS_METRICS_ADDRESS").strip() or "127.0.0.1",
+            metrics_per_account=_bool(get("WEBHOOKS_METRICS_PER_ACCOUNT")),
         )
 
 

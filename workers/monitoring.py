@@ -1,12 +1,13 @@
-"""Sentry for the worker, and a report when a delivery is dead-lettered."""
+"""Sentry and Prometheus for the worker, and a report when a delivery is dead-lettered."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from celery.signals import worker_process_init, worker_init
+from celery.signals import worker_process_init, worker_init, worker_ready
 
-from webhooks import records
+from webhooks import metrics, records
 from webhooks.sentry import init_sentry
 from webhooks.settings import get_settings
 
@@ -28,18 +29,32 @@ def _init_sentry_child(**_: Any) -> None:
     init_sentry(get_settings().sentry_dsn, celery=True)
 
 
-def report_dead_letter(delivery_id: str) -> None:
-    """One Sentry warning per dead letter, with ids only: no URL, payload, response or error text.
+@worker_ready.connect
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
+    # In the main process, once: threads/gevent/solo count in this process; a prefork parent
+    # serves its children's values from PROMETHEUS_MULTIPROC_DIR (see webhooks.metrics).
+    from celery.concurrency.prefork import TaskPool
 
-    Grouped by reason (not by delivery) so a failing endpoint makes one issue, not thousands.
-    Never raises: monitoring must not break the bookkeeping of a failure.
+    pool_cls = getattr(getattr(sender, "controller", None), "pool_cls", None)
+    metrics.serve(prefork=isinstance(pool_cls, type) and issubclass(pool_cls, TaskPool))
+
+
+def report_dead_letter(delivery_id: str) -> None:
+    """Count the dead letter (webhooks_deliveries_ended_total{outcome="dead"}) and send one
+    Sentry warning with ids only: no URL, payload, response or error text.
+
+    Called once per dead letter written. Grouped by reason (not by delivery) so a failing
+    endpoint makes one issue, not thousands. Never raises: monitoring must not break the
+    bookkeeping of a failure.
     """
     try:
         import sentry_sdk
 
-        if not sentry_sdk.get_client().is_active():
+        sentry_on = sentry_sdk.get_client().is_active()
+        rec = (records.load(delivery_id) or {}) if sentry_on or get_settings().metrics_per_account else {}
+        metrics.delivery_ended("dead", None, time.time(), account=rec.get("account"))
+        if not sentry_on:
             return
-        rec = records.load(delivery_id) or {}
         reason = rec.get("reason") or "failed"
         tags = {"account": rec.get("account"), "subscription_id": rec.get("sub"), "event_id": rec.get("evt"),
                 "event_type": rec.get("type"), "delivery_id": delivery_id, "reason": reason}

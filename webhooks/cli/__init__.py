@@ -15,6 +15,7 @@ from ..errors import NotFound, PublishError, ValidationError, WebhooksError
 from .common import cli
 
 from . import subs, dead, ops  # noqa: E402,F401  (register the commands)
+from . import metrics  # noqa: E402,F401  (webhooks metrics, listen, trigger: issue 12)
 
 __all__ = ["main", "cli"]
 
