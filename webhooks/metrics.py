@@ -38,7 +38,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 from .settings import Settings, get_settings
 
 __all__ = [
-    "RESULT_CLASSES", "OUTCOMES", "ATTEMPT_BUCKETS_S", "LATENCY_BUCKETS_S",
+    "RESULT_CLASSES", "OUTCOMES", "LABELS", "ATTEMPT_BUCKETS_S", "LATENCY_BUCKETS_S",
     "result_class", "attempt_finished", "delivery_ended", "retry_scheduled", "breaker_transition",
     "serve", "exported_names",
 ]
@@ -63,26 +63,44 @@ _ERROR_CLASSES = {
 }
 
 
+# Family name -> label names (without the opt-in ``account``): the dashboard test reads this.
+LABELS: dict[str, tuple[str, ...]] = {
+    "webhooks_attempts": ("result",),
+    "webhooks_attempt_duration_seconds": (),
+    "webhooks_deliveries_ended": ("outcome",),
+    "webhooks_delivery_latency_seconds": (),
+    "webhooks_retries_scheduled": ("tier",),
+    "webhooks_breaker_transitions": ("from_state", "to_state"),
+}
+
+
 class _Metrics:
     """The worker-side metric objects, on one registry, with or without an account label."""
 
     def __init__(self, registry: CollectorRegistry, per_account: bool) -> None:
         extra = ("account",) if per_account else ()
         self.per_account = per_account
+
+        def labels(name: str) -> tuple[str, ...]:
+            return LABELS[name] + (extra if name != "webhooks_breaker_transitions" else ())
+
         self.attempts = Counter("webhooks_attempts", "Delivery attempts, by result class.",
-                                ("result", *extra), registry=registry)
+                                labels("webhooks_attempts"), registry=registry)
         self.attempt_duration = Histogram("webhooks_attempt_duration_seconds",
                                           "Duration of one delivery attempt (send to response or error).",
-                                          extra, buckets=ATTEMPT_BUCKETS_S, registry=registry)
+                                          labels("webhooks_attempt_duration_seconds"), buckets=ATTEMPT_BUCKETS_S,
+                                          registry=registry)
         self.ended = Counter("webhooks_deliveries_ended", "Deliveries that reached an end state, by outcome.",
-                             ("outcome", *extra), registry=registry)
+                             labels("webhooks_deliveries_ended"), registry=registry)
         self.latency = Histogram("webhooks_delivery_latency_seconds",
                                  "Time from publish to delivered (retries included), for delivered deliveries.",
-                                 extra, buckets=LATENCY_BUCKETS_S, registry=registry)
+                                 labels("webhooks_delivery_latency_seconds"), buckets=LATENCY_BUCKETS_S,
+                                 registry=registry)
         self.retries = Counter("webhooks_retries_scheduled", "Retries scheduled after a failed attempt, by tier.",
-                               ("tier", *extra), registry=registry)
+                               labels("webhooks_retries_scheduled"), registry=registry)
+        # Endpoint-wide, not per delivery: no account label even with the opt-in.
         self.breaker = Counter("webhooks_breaker_transitions", "Circuit breaker state changes reported by attempts.",
-                               ("from_state", "to_state"), registry=registry)
+                               labels("webhooks_breaker_transitions"), registry=registry)
         if not per_account:  # every series exists from the start: rate() sees the first increment
             for r in RESULT_CLASSES:
                 self.attempts.labels(r)
