@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import health, metrics, mover, records, signing, stats, subscriptions
+from . import health, listening, metrics, mover, records, signing, stats, subscriptions
 from .breaker import BreakerConfig, CircuitBreaker
 from .connection import get_redis
 from .deadletters import release_payload
@@ -210,7 +210,8 @@ def _send(
         body, extra_headers = _build(sub, body_raw)
         headers = {**extra_headers, **signing.signed_headers(sub.signing_secrets(), delivery_id, body, now=now)}
         headers["content-type"] = "application/json"
-        resp = get_transport().send(OutgoingRequest(url=sub.url, body=body, headers=headers))
+        resp = get_transport().send(OutgoingRequest(url=sub.url, body=body, headers=headers,
+                                                    local_target=listening.local_target(sub)))
         status = resp.status
         response_text = resp.body[: settings.log_response_bytes].decode("utf-8", "replace")
         retry_after = parse_retry_after(resp.headers.get("retry-after"), now=time.time())

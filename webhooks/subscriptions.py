@@ -61,6 +61,8 @@ class Subscription:
     transform: dict[str, Any] | None = None
     retry_schedule: str | None = None
     rate_limit_per_s: float | None = None
+    # Set only by `webhooks listen` (webhooks/listening.py), never by create/update.
+    listener: dict[str, Any] | None = None
 
     def wants(self, event_type: str) -> bool:
         """True when this subscription's event patterns match ``event_type``."""

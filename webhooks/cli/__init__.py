@@ -15,7 +15,7 @@ from ..errors import NotFound, PublishError, ValidationError, WebhooksError
 from .common import cli
 
 from . import subs, dead, ops  # noqa: E402,F401  (register the commands)
-from . import metrics  # noqa: E402,F401  (webhooks metrics, listen, trigger: issue 12)
+from . import listen, metrics, trigger  # noqa: E402,F401  (issue 12: listen, metrics, trigger)
 
 __all__ = ["main", "cli"]
 
