@@ -37,7 +37,7 @@ chaos: $(STAMP)  ## a minute of steady load with random faults; prints the ledge
 	$(PY) -m bench.chaos
 
 worker: $(STAMP)
-	$(VENV)/bin/celery -A workers worker -P threads -c 32 -Q deliveries,retries -l INFO
+	$(VENV)/bin/celery -A workers worker -P threads -c 32 -Q deliveries,retries -E -l INFO
 
 beat: $(STAMP)
 	$(VENV)/bin/celery -A workers beat -l INFO
