@@ -179,3 +179,33 @@ def test_trigger_refuses_bad_data_with_one_sentence_and_exit_2(strict_env, tmp_p
     done = run_cli(strict_env, "trigger", "custom.thing", "--account", account, "--data", str(good), "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["delivery_ids"] == []  # nobody subscribed
+
+
+def test_listen_https_with_a_throwaway_ca_the_worker_is_told_to_trust(stack_env, account, tmp_path):
+    from tests.support.redis_server import RedisServer
+
+    # Given a Redis of this test's own, and `webhooks listen --https` writing its CA to a file
+    server = RedisServer(tmp_path / "redis").start()
+    env = {k: v for k, v in stack_env.items() if k not in ("WEBHOOKS_ALLOW_NETWORKS", "WEBHOOKS_ALLOW_HTTP")}
+    env["WEBHOOKS_REDIS_URL"] = server.url
+    ca_file = tmp_path / "listen-ca.pem"
+    listen = Listen(env, tmp_path, "--account", account, "--event", "conversation.ended", "--https", "--ca-file", str(ca_file))
+    worker = None
+    try:
+        assert "https://127.0.0.1:" in listen.stderr() and str(ca_file) in listen.stderr()
+        # When a worker trusting that CA (WEBHOOKS_CA_BUNDLE, as listen says) delivers a triggered event
+        clean = {k: v for k, v in os.environ.items() if k not in ("WEBHOOKS_ALLOW_NETWORKS", "WEBHOOKS_ALLOW_HTTP")}
+        worker = Worker({**env, "WEBHOOKS_CA_BUNDLE": str(ca_file)}, tmp_path / "worker.log", beat=False)
+        worker.env = {**clean, **env, "WEBHOOKS_CA_BUNDLE": str(ca_file), "PYTHONPATH": str(ROOT)}
+        worker.start()
+        done = run_cli(env, "trigger", "conversation.ended", "--account", account, "--json")
+        assert done.returncode == 0, done.stderr
+        delivery_id = json.loads(done.stdout)["delivery_ids"][0]
+        # Then it arrives over verified TLS, signature verified
+        wait_until(lambda: delivery_id in listen.stdout(), 30, message="the HTTPS delivery")
+        assert "signature verified" in listen.stdout() and "attempt 1" in listen.stdout()
+    finally:
+        assert listen.stop() == 0
+        if worker is not None:
+            worker.stop()
+        server.stop()
