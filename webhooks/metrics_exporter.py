@@ -76,7 +76,7 @@ class RedisCollector(Collector):
 
     def read(self) -> dict[str, Any]:
         """One snapshot of the fleet's state in Redis (raises redis.RedisError)."""
-        from .subscriptions import Subscription
+        from .subscriptions import readable
 
         r = self._redis_factory()
         pipe = r.pipeline(transaction=False)
@@ -90,10 +90,11 @@ class RedisCollector(Collector):
         pipe = r.pipeline(transaction=False)
         for a in accounts:
             pipe.hlen(K.dead(a))
-            pipe.hvals(K.subs(a))
+            pipe.hgetall(K.subs(a))
         replies = pipe.execute()
         dead = {a: int(replies[2 * i]) for i, a in enumerate(accounts)}
-        subs = [Subscription.from_json(raw) for i in range(len(accounts)) for raw in replies[2 * i + 1]]
+        # readable() skips (and logs) a damaged record instead of failing the whole scrape
+        subs = [sub for i, a in enumerate(accounts) for sub in readable(a, replies[2 * i + 1])]
         pipe = r.pipeline(transaction=False)
         for sub in subs:
             pipe.hget(_breaker_key(sub.id), "state")

@@ -203,24 +203,36 @@ def test_a_prefork_worker_without_a_multiprocess_dir_refuses_to_serve(own_env, t
             scrape(port)
 
 
-def test_a_prefork_worker_with_a_multiprocess_dir_serves_the_sum_of_its_children(configured, own_env, receiver, tmp_path):
-    # Given a prefork worker with two children, PROMETHEUS_MULTIPROC_DIR set to an empty directory
+def test_a_prefork_worker_with_a_multiprocess_dir_serves_the_sum_of_its_children(configured, own_env, receiver, tmp_path,
+                                                                                  monkeypatch):
+    from tests.support.redis_server import RedisServer
+    from webhooks.settings import reload_settings
+
+    # Given a prefork worker with two children, PROMETHEUS_MULTIPROC_DIR set to an empty directory,
+    # on a Redis of this test's own (the module's holds messages the first test left queued)
+    server = RedisServer(tmp_path / "redis").start()
+    monkeypatch.setenv("WEBHOOKS_REDIS_URL", server.url)
+    reload_settings()
     port = _free_port()
     mp_dir = tmp_path / "prom"
     mp_dir.mkdir()
-    env = {**own_env, "WEBHOOKS_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(mp_dir)}
-    webhooks.subscriptions.create("m-prefork", receiver.url("/prefork"), ["conversation.ended"])
-    receiver.set_default(Reply(status=200, delay_s=0.2))  # slow enough that both children get work
-    with Worker(env, tmp_path / "worker.log", pool="prefork", concurrency=2, beat=False) as w:
-        # When eight events are delivered
-        for _ in range(8):
-            webhooks.publish("m-prefork", "conversation.ended", events.sample("conversation.ended"))
-        receiver.wait_for(lambda r: len(r.requests_for("/prefork")) == 8, timeout_s=30)
-        wait_until(lambda: value(scrape(port), "webhooks_deliveries_ended_total", outcome="delivered") == 8, 20,
-                   message="the parent to serve all eight deliveries")
-        # Then the parent's /metrics is the sum over both children, who both wrote values
-        s = scrape(port)
-        assert value(s, "webhooks_attempts_total", result="2xx") == 8
-        assert value(s, "webhooks_attempt_duration_seconds_count") == 8
-        children = {p.stem.rsplit("_", 1)[-1] for p in mp_dir.glob("counter_*.db")} - {str(w.proc.pid)}
-        assert len(children) == 2, children
+    env = {**own_env, "WEBHOOKS_REDIS_URL": server.url, "WEBHOOKS_METRICS_PORT": str(port),
+           "PROMETHEUS_MULTIPROC_DIR": str(mp_dir)}
+    try:
+        webhooks.subscriptions.create("m-prefork", receiver.url("/prefork"), ["conversation.ended"])
+        receiver.set_default(Reply(status=200, delay_s=0.2))  # slow enough that both children get work
+        with Worker(env, tmp_path / "worker.log", pool="prefork", concurrency=2, beat=False) as w:
+            # When eight events are delivered
+            for _ in range(8):
+                webhooks.publish("m-prefork", "conversation.ended", events.sample("conversation.ended"))
+            receiver.wait_for(lambda r: len(r.requests_for("/prefork")) == 8, timeout_s=30)
+            wait_until(lambda: value(scrape(port), "webhooks_deliveries_ended_total", outcome="delivered") == 8, 20,
+                       message="the parent to serve all eight deliveries")
+            # Then the parent's /metrics is the sum over both children, who both wrote values
+            s = scrape(port)
+            assert value(s, "webhooks_attempts_total", result="2xx") == 8
+            assert value(s, "webhooks_attempt_duration_seconds_count") == 8
+            children = {p.stem.rsplit("_", 1)[-1] for p in mp_dir.glob("counter_*.db")} - {str(w.proc.pid)}
+            assert len(children) == 2, children
+    finally:
+        server.stop()
