@@ -28,7 +28,7 @@ from typing import Any, Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .breaker import CLOSED, CircuitBreaker
+from .breaker import CLOSED
 from .enqueue import DELIVERIES_QUEUE, RETRIES_QUEUE
 from .keys import K
 
@@ -52,11 +52,6 @@ GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
 def exported_names() -> set[str]:
     """The sample names this exporter exposes (gauges have no suffix)."""
     return set(GAUGES)
-
-
-def _breaker_key(endpoint: str) -> str:
-    # breaker.py owns its keys (there is no K builder for them yet): ask it, never spell them.
-    return CircuitBreaker._keys(endpoint)[0]
 
 
 def _text(v: Any) -> str:
@@ -97,7 +92,7 @@ class RedisCollector(Collector):
         subs = [sub for i, a in enumerate(accounts) for sub in readable(a, replies[2 * i + 1])]
         pipe = r.pipeline(transaction=False)
         for sub in subs:
-            pipe.hget(_breaker_key(sub.id), "state")
+            pipe.hget(K.breaker(sub.id), "state")
         states = [_text(s) if s is not None else CLOSED for s in pipe.execute()] if subs else []
         return {
             "queues": {DELIVERIES_QUEUE: int(deliveries), RETRIES_QUEUE: int(retries)},

@@ -2,16 +2,28 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from celery.signals import worker_process_init, worker_init, worker_ready
+from celery.signals import after_setup_logger, worker_init, worker_process_init, worker_ready
 
 from webhooks import metrics, records
 from webhooks.sentry import init_sentry
 from webhooks.settings import get_settings
 
 log = logging.getLogger("webhooks.monitoring")
+
+
+# Celery logs two INFO lines per task ("received", "succeeded"): with -l INFO that is two
+# formatted lines per attempt on top of ours ("delivery … attempt n: 200 in 12 ms -> delivered"),
+# which says more. Theirs are off; set these loggers to INFO in your logging setup to see them.
+CELERY_PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
+
+
+@after_setup_logger.connect
+def _quiet_per_task_lines(**_: Any) -> None:
+    # Read once when Celery builds its task strategies, which happens after this signal.
+    for name in CELERY_PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @worker_init.connect
@@ -39,23 +51,19 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
     metrics.serve(prefork=isinstance(pool_cls, type) and issubclass(pool_cls, TaskPool))
 
 
-def report_dead_letter(delivery_id: str) -> None:
-    """Count the dead letter (webhooks_deliveries_ended_total{outcome="dead"}) and send one
-    Sentry warning with ids only: no URL, payload, response or error text.
+def report_dead_letter(delivery_id: str, reason: str | None) -> None:
+    """One Sentry warning per dead letter, with ids only: no URL, payload, response or error text.
 
-    Called once per dead letter written. Grouped by reason (not by delivery) so a failing
-    endpoint makes one issue, not thousands. Never raises: monitoring must not break the
-    bookkeeping of a failure.
+    Grouped by reason (not by delivery) so a failing endpoint makes one issue, not thousands.
+    Never raises: monitoring must not break the bookkeeping of a failure.
     """
     try:
         import sentry_sdk
 
-        sentry_on = sentry_sdk.get_client().is_active()
-        rec = (records.load(delivery_id) or {}) if sentry_on or get_settings().metrics_per_account else {}
-        metrics.delivery_ended("dead", None, time.time(), account=rec.get("account"))
-        if not sentry_on:
+        if not sentry_sdk.get_client().is_active():
             return
-        reason = rec.get("reason") or "failed"
+        rec = records.load(delivery_id) or {}  # Sentry on: one read, off the delivery's hot path
+        reason = reason or rec.get("reason") or "failed"
         tags = {"account": rec.get("account"), "subscription_id": rec.get("sub"), "event_id": rec.get("evt"),
                 "event_type": rec.get("type"), "delivery_id": delivery_id, "reason": reason}
         sentry_sdk.capture_message(

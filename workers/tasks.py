@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
@@ -10,7 +11,7 @@ from celery.exceptions import Reject
 from celery.signals import task_failure
 from kombu.exceptions import OperationalError
 
-from webhooks import deadletters, delivery, mover
+from webhooks import deadletters, delivery, metrics, mover
 from webhooks.enqueue import RETRIES_QUEUE
 from webhooks.errors import PermanentDeliveryError, TransientDeliveryError
 
@@ -21,6 +22,15 @@ log = logging.getLogger("webhooks.tasks")
 # Redis unreachable (restart, failover, network): not the delivery's fault, and nothing about it
 # can be written down. Failing the task would ack its message and lose the delivery.
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+
+
+class DeadLettered(PermanentDeliveryError):
+    """The attempt ended the delivery and ``settle`` wrote its dead letter (with ``reason``)."""
+
+    def __init__(self, message: str, *, reason: str | None = None, **context: Any) -> None:
+        # reason has a default: Celery pickles the exception (cls(*args), then its __dict__)
+        super().__init__(message, kind="dead_lettered", **context)
+        self.reason = reason
 
 
 class DeliveryTask(Task):  # type: ignore[misc]
@@ -66,20 +76,26 @@ class DeliveryTask(Task):  # type: ignore[misc]
 def _dead_letter(exc: BaseException | None, args: Any) -> None:
     if not args:
         return
-    try:
+    if isinstance(exc, DeadLettered):
+        # The attempt's settle wrote this dead letter, with its reason; only report it.
+        monitoring.report_dead_letter(str(args[0]), exc.reason)
+        return
+    try:  # a failure outside the attempt (a killed pool child, an unexpected error)
         wrote = deadletters.record(str(args[0]), type(exc).__name__ if exc else None, error=str(exc) if exc else None)
     except Exception:  # never let the bookkeeping of one failure raise another
         log.exception("could not dead-letter delivery %s", args[0])
         return
     if wrote:  # on_failure and task_failure both get here: report only the write that happened
-        monitoring.report_dead_letter(str(args[0]))
+        metrics.delivery_ended("dead", None, time.time())  # an attempt's own dead letter: delivery._count
+        monitoring.report_dead_letter(str(args[0]), None)
 
 
 @task_failure.connect
 def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,
                      args: Any = None, **_: Any) -> None:
-    # A killed pool child never runs on_failure; this signal still fires. Idempotent.
-    if getattr(sender, "name", None) == "webhooks.deliver":
+    # A killed pool child never runs on_failure; this signal still fires. on_failure has
+    # already handled an attempt's own dead letter.
+    if getattr(sender, "name", None) == "webhooks.deliver" and not isinstance(exception, DeadLettered):
         _dead_letter(exception, args)
 
 
@@ -87,7 +103,7 @@ def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: 
 def deliver(self: DeliveryTask, delivery_id: str) -> str:
     """Attempt one delivery and map the Outcome (see webhooks.delivery)."""
     try:
-        outcome = delivery.attempt(delivery_id)
+        outcome = delivery.deliver(delivery_id)
     except _REDIS_DOWN as exc:
         # Back to the head of its queue; if Redis is still down the message stays unacked in
         # Redis and comes back after the visibility timeout. At-least-once: same webhook-id.
@@ -102,12 +118,9 @@ def deliver(self: DeliveryTask, delivery_id: str) -> str:
             retry_after_s=outcome.delay_s,
         )
     if outcome.action == "dead":
-        raise PermanentDeliveryError(
-            outcome.error or outcome.reason or "failed",
-            kind=outcome.reason or "permanent",
-            status=outcome.status,
-            delivery_id=delivery_id,
-        )
+        # Already dead-lettered by the attempt; raised so Celery (and Flower) see a failure.
+        raise DeadLettered(outcome.error or outcome.reason or "failed", reason=outcome.reason,
+                           status=outcome.status, delivery_id=delivery_id)
     return outcome.action
 
 
