@@ -80,6 +80,7 @@ class _Metrics:
     def __init__(self, registry: CollectorRegistry, per_account: bool) -> None:
         extra = ("account",) if per_account else ()
         self.per_account = per_account
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
         def labels(name: str) -> tuple[str, ...]:
             return LABELS[name] + (extra if name != "webhooks_breaker_transitions" else ())
@@ -112,10 +113,15 @@ class _Metrics:
     def labels(self, account: str | None) -> tuple[str, ...]:
         return ((account or "-"),) if self.per_account else ()
 
-
-def _child(metric: Any, extra: tuple[str, ...]) -> Any:
-    # A metric without labels is its own child; .labels() with none raises.
-    return metric.labels(*extra) if extra else metric
+    def child(self, metric: Any, values: tuple[str, ...]) -> Any:
+        """``metric.labels(*values)``, looked up once: prometheus_client's labels() takes a lock
+        and validates on every call (about twice the cost of the increment itself)."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            # A metric without labels is its own child; .labels() with none raises.
+            found = self._children[key] = metric.labels(*values) if values else metric
+        return found
 
 
 _metrics: _Metrics | None = None
@@ -143,8 +149,8 @@ def attempt_finished(result_class: str, duration_s: float, account: str | None =
     try:
         m = _get()
         extra = m.labels(account)
-        m.attempts.labels(result_class if result_class in RESULT_CLASSES else "other", *extra).inc()
-        _child(m.attempt_duration, extra).observe(max(0.0, duration_s))
+        m.child(m.attempts, (result_class if result_class in RESULT_CLASSES else "other", *extra)).inc()
+        m.child(m.attempt_duration, extra).observe(max(0.0, duration_s))
     except Exception:  # noqa: BLE001 - metrics never break a delivery
         log.debug("metrics: attempt_finished failed", exc_info=True)
 
@@ -155,9 +161,9 @@ def delivery_ended(outcome: str, published_at: float | None, now: float, account
     try:
         m = _get()
         extra = m.labels(account)
-        m.ended.labels(outcome, *extra).inc()
+        m.child(m.ended, (outcome, *extra)).inc()
         if outcome == "delivered" and published_at is not None:
-            _child(m.latency, extra).observe(max(0.0, now - published_at))
+            m.child(m.latency, extra).observe(max(0.0, now - published_at))
     except Exception:  # noqa: BLE001
         log.debug("metrics: delivery_ended failed", exc_info=True)
 
@@ -166,7 +172,7 @@ def retry_scheduled(tier: str, account: str | None = None) -> None:
     """Count a retry scheduled after a failed attempt: ``tier`` "countdown" or "parked"."""
     try:
         m = _get()
-        m.retries.labels(tier, *m.labels(account)).inc()
+        m.child(m.retries, (tier, *m.labels(account))).inc()
     except Exception:  # noqa: BLE001
         log.debug("metrics: retry_scheduled failed", exc_info=True)
 
@@ -176,7 +182,8 @@ def breaker_transition(old: str, new: str) -> None:
     if old == new:
         return
     try:
-        _get().breaker.labels(old, new).inc()
+        m = _get()
+        m.child(m.breaker, (old, new)).inc()
     except Exception:  # noqa: BLE001
         log.debug("metrics: breaker_transition failed", exc_info=True)
 
