@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration faults bench chaos worker flower beat lint clean
+.PHONY: demo monitor test unit integration faults bench chaos worker flower beat lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)  ## publish sample chat events and watch them delivered, signed, retried, dead-lettered, replayed
 	$(PY) -m demo
+
+monitor: $(STAMP)  ## the Prometheus /metrics of a real worker and of the exporter after a few deliveries (--serve keeps them up)
+	$(PY) -m demo.monitor $(MONITOR_ARGS)
 
 test: $(STAMP)  ## every test: unit, integration (real Redis, worker, TLS) and faults
 	$(PY) -m pytest -q -p no:cacheprovider tests

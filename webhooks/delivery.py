@@ -20,13 +20,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from . import health, signing, subscriptions
+from . import health, listening, metrics, signing, subscriptions
 from .breaker import BreakerConfig
 from .errors import DeliveryError, EncryptionError, ValidationError
 from .policy import RetrySchedule, Verdict, classify, next_delay, parse_retry_after, split_tier
 from .producer import _transform_for
 from .settings import Settings, get_settings
-from .state import Attempt, DeliveryStore, Settled, get_store
+from .state import Attempt, Claim, DeliveryStore, Settled, get_store
 from .transport import HttpTransport, OutgoingRequest, Transport
 
 __all__ = ["Outcome", "attempt", "deliver", "breaker_config", "get_transport", "set_transport", "schedule_for"]
@@ -163,6 +163,7 @@ def attempt(
         return Outcome("skip", delivery_id, reason=claim.reason)
     if claim.action == "discard":
         log.info("delivery %s discarded: %s", delivery_id, claim.reason)
+        metrics.delivery_ended("discarded", None, clock(), account=claim.account or None)
         return Outcome("discarded", delivery_id, reason=claim.reason)
     if claim.action in ("wait", "park"):
         return Outcome(claim.action, delivery_id, delay_s=claim.delay_s, reason=claim.reason)
@@ -183,7 +184,8 @@ def attempt(
         body, extra_headers = _build(sub, claim.payload)
         headers = {**extra_headers, **signing.signed_headers(ep.secrets(started), delivery_id, body, now=started)}
         headers["content-type"] = "application/json"
-        resp = transport.send(OutgoingRequest(url=sub.url, body=body, headers=headers))
+        resp = transport.send(OutgoingRequest(url=sub.url, body=body, headers=headers,
+                                              local_target=listening.local_target(sub)))
         status = resp.status
         response_text = resp.body[: settings.log_response_bytes].decode("utf-8", "replace")
         retry_after = parse_retry_after(resp.headers.get("retry-after"), now=clock())
@@ -210,6 +212,7 @@ def attempt(
                            delay_s=delay)
     log.info("delivery %s attempt %d: %s in %.0f ms -> %s", delivery_id, number,
              status if status is not None else kind, duration_s * 1000, settled.result)
+    _count(claim, status, kind, duration_s, settled, clock())
     if sub is not None:
         _after(sub, verdict, settled, error, settings)
     out_action = {"delivered": "delivered", "duplicate": "delivered", "retry": "retry", "park": "park"}.get(
@@ -232,6 +235,22 @@ def _decide(verdict: Verdict, kind: str | None, schedule: RetrySchedule | None, 
         return "dead", "exhausted", None
     tier = "retry" if split_tier(delay, settings.max_countdown_s) == "countdown" else "park"
     return tier, kind, delay
+
+
+def _count(claim: Claim, status: int | None, kind: str | None, duration_s: float, settled: Settled,
+           now: float) -> None:
+    """The attempt and what it settled, in the worker's Prometheus metrics (webhooks.metrics).
+    A duplicate success or a second dead letter of one delivery (a re-delivered message) ends
+    nothing new."""
+    account = claim.account or None
+    metrics.attempt_finished(metrics.result_class(status, kind), duration_s, account=account)
+    metrics.breaker_transition(settled.breaker_before, settled.breaker_after)
+    if settled.result in ("retry", "park"):
+        metrics.retry_scheduled("countdown" if settled.result == "retry" else "parked", account=account)
+    elif settled.result == "delivered":
+        metrics.delivery_ended("delivered", claim.created, now, account=account)
+    elif settled.result == "dead":
+        metrics.delivery_ended("dead", None, now, account=account)
 
 
 def _after(sub: subscriptions.Subscription, verdict: Verdict, settled: Settled, error: str | None,

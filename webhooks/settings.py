@@ -54,6 +54,9 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "WEBHOOKS_WORKER_CONCURRENCY": ("32", "Delivery threads per worker process (`celery -A workers worker` uses a threads pool; `-c` overrides)."),
     "WEBHOOKS_WORKER_EVENTS": ("0", "Workers send task events, which Flower needs to list tasks (costs about 20 % throughput)."),
     "WEBHOOKS_HEALTH_DIR": ("", "Directory of the liveness files workers and beat refresh (empty = the system temp directory)."),
+    "WEBHOOKS_METRICS_PORT": ("", "Port (or range like 9100-9103: the first free one) on which each worker serves Prometheus /metrics; empty = off."),
+    "WEBHOOKS_METRICS_ADDRESS": ("127.0.0.1", "Address the worker's /metrics listens on (0.0.0.0 inside a container)."),
+    "WEBHOOKS_METRICS_PER_ACCOUNT": ("0", "Add an account label to the worker metrics and the dead-letter gauge (one series per account: mind the cardinality)."),
 }
 
 
@@ -71,6 +74,18 @@ def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
             except ValueError as exc:
                 raise ConfigurationError(f"WEBHOOKS_ALLOW_NETWORKS: {part!r} is not a CIDR") from exc
     return tuple(nets)
+
+
+def _ports(raw: str) -> tuple[int, ...]:
+    """'' -> (), '9100' -> (9100,), '9100-9103' -> (9100, 9101, 9102, 9103)."""
+    raw = raw.strip()
+    if not raw:
+        return ()
+    first, _, last = raw.partition("-")
+    lo, hi = int(first), int(last or first)
+    if hi < lo or hi - lo > 1000:
+        raise ValueError("a range is low-high, at most 1000 ports")
+    return tuple(range(lo, hi + 1))
 
 
 def _schedule(raw: str) -> tuple[float, ...]:
@@ -157,6 +172,9 @@ class Settings:
     worker_concurrency: int = 32
     worker_events: bool = False
     health_dir: str | None = None
+    metrics_ports: tuple[int, ...] = ()
+    metrics_address: str = "127.0.0.1"
+    metrics_per_account: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -198,6 +216,8 @@ class Settings:
             raise ConfigurationError("WEBHOOKS_OUTBOX_MAX_EVENTS must be at least 1")
         if self.worker_concurrency < 1:
             raise ConfigurationError("WEBHOOKS_WORKER_CONCURRENCY must be at least 1")
+        if any(not 0 < p < 65536 for p in self.metrics_ports):
+            raise ConfigurationError("WEBHOOKS_METRICS_PORT must be a port (1-65535) or a range of them")
 
     @property
     def progress_deadline_s(self) -> float:
@@ -261,6 +281,9 @@ class Settings:
             worker_concurrency=conv("WEBHOOKS_WORKER_CONCURRENCY", int),  # type: ignore[arg-type]
             worker_events=_bool(get("WEBHOOKS_WORKER_EVENTS")),
             health_dir=get("WEBHOOKS_HEALTH_DIR") or None,
+            metrics_ports=conv("WEBHOOKS_METRICS_PORT", _ports),  # type: ignore[arg-type]
+            metrics_address=get("WEBHOOKS_METRICS_ADDRESS").strip() or "127.0.0.1",
+            metrics_per_account=_bool(get("WEBHOOKS_METRICS_PER_ACCOUNT")),
         )
 
 

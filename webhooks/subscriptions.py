@@ -91,6 +91,9 @@ class Subscription:
     updated_at: float = 0.0
     transform: dict[str, Any] | None = None
     retry_schedule: str | None = None
+    # Set only by `webhooks listen` (webhooks/listening.py), never by create/update. Kept before
+    # rate_limit_per_s: claim.lua reads that one as the JSON's last field.
+    listener: dict[str, Any] | None = None
     rate_limit_per_s: float | None = None
 
     def wants(self, event_type: str) -> bool:

@@ -75,6 +75,8 @@ class OutgoingRequest:
     url: str
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
+    # A `webhooks listen` receiver's loopback (address, port) this request may go to (urlguard).
+    local_target: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,7 @@ class HttpTransport:
         settings = self._settings
         started = time.monotonic()
         try:
-            target = check_url(request.url, settings=settings, resolver=self._resolver)
+            target = check_url(request.url, settings=settings, resolver=self._resolver, local_target=request.local_target)
         except UrlRefused as exc:
             raise PermanentDeliveryError(
                 f"URL refused by rule {exc.rule!r}: {exc.detail}", kind="url_refused", host=_host_of(request.url)

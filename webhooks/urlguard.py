@@ -274,19 +274,28 @@ def _allow_hint(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return f" (for local work, allow it with WEBHOOKS_ALLOW_NETWORKS={ip}/{bits} or its network)"
 
 
-def check_url(url: str, *, settings: Settings | None = None, resolver: Resolver | None = None) -> Target:
+def check_url(url: str, *, settings: Settings | None = None, resolver: Resolver | None = None,
+              local_target: tuple[str, int] | None = None) -> Target:
     """Parse ``url``, resolve its host and vet every address.
 
     ``resolver`` (default ``system_resolver``) maps (host, port) to IP strings; it is not called
     for IP literals. Returns a Target whose ``addresses`` are all allowed.
+    ``local_target``: one loopback (address, port), a ``webhooks listen`` receiver's (see
+    webhooks/listening.py): a URL whose host is exactly that IP literal and whose port is that
+    port may be http and loopback; every other URL is judged as without it.
     Raises UrlRefused(rule, detail) (rules in the module docstring).
     """
     settings = settings if settings is not None else get_settings()
     resolve = resolver if resolver is not None else system_resolver
     networks = settings.allow_networks
-    scheme, host, port, path = parse_url(url, allow_http=settings.allow_http)
-
+    local = local_target is not None and ipaddress.ip_address(local_target[0]).is_loopback
+    scheme, host, port, path = parse_url(url, allow_http=settings.allow_http or local)
     literal = _literal(host)
+    if local and literal is not None and (literal, port) == (ipaddress.ip_address(local_target[0]), local_target[1]):  # type: ignore[index]
+        networks = (*networks, ipaddress.ip_network(literal))
+    elif scheme == "http" and not settings.allow_http:
+        raise UrlRefused("scheme", "scheme 'http' is not allowed; use https")
+
     if literal is None and (host == "localhost" or host.endswith(".localhost")):
         if not _localhost_allowed(networks):
             raise UrlRefused("host", f"{host!r} is a local name (for local work, allow it with WEBHOOKS_ALLOW_NETWORKS=127.0.0.0/8,::1/128)")

@@ -1,12 +1,12 @@
-"""Sentry for the worker, and a report when a delivery is dead-lettered."""
+"""Sentry and Prometheus for the worker, and a report when a delivery is dead-lettered."""
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from celery.signals import after_setup_logger, worker_init, worker_process_init
+from celery.signals import after_setup_logger, worker_init, worker_process_init, worker_ready
 
-from webhooks import records
+from webhooks import metrics, records
 from webhooks.sentry import init_sentry
 from webhooks.settings import get_settings
 
@@ -39,6 +39,16 @@ def _init_sentry_child(**_: Any) -> None:
 
     connection.reset()
     init_sentry(get_settings().sentry_dsn, celery=True)
+
+
+@worker_ready.connect
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
+    # In the main process, once: threads/gevent/solo count in this process; a prefork parent
+    # serves its children's values from PROMETHEUS_MULTIPROC_DIR (see webhooks.metrics).
+    from celery.concurrency.prefork import TaskPool
+
+    pool_cls = getattr(getattr(sender, "controller", None), "pool_cls", None)
+    metrics.serve(prefork=isinstance(pool_cls, type) and issubclass(pool_cls, TaskPool))
 
 
 def report_dead_letter(delivery_id: str, reason: str | None) -> None:

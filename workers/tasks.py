@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
@@ -10,7 +11,7 @@ from celery.exceptions import Reject
 from celery.signals import task_failure
 from kombu.exceptions import OperationalError
 
-from webhooks import deadletters, delivery, mover
+from webhooks import deadletters, delivery, metrics, mover
 from webhooks.enqueue import RETRIES_QUEUE
 from webhooks.errors import PermanentDeliveryError, TransientDeliveryError
 
@@ -85,6 +86,7 @@ def _dead_letter(exc: BaseException | None, args: Any) -> None:
         log.exception("could not dead-letter delivery %s", args[0])
         return
     if wrote:  # on_failure and task_failure both get here: report only the write that happened
+        metrics.delivery_ended("dead", None, time.time())  # an attempt's own dead letter: delivery._count
         monitoring.report_dead_letter(str(args[0]), None)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def test_docker_compose_config_accepts_the_file_and_requires_flower_credentials(
 
 def test_compose_has_redis_worker_beat_and_flower_from_one_image(compose):
     # Given the compose file, Then the four services are there, the three app ones built here
-    services = compose["services"]
+    services = {name: svc for name, svc in compose["services"].items() if "profiles" not in svc}
     assert set(services) == {"redis", "worker", "beat", "flower"}
     for name in ("worker", "beat", "flower"):
         assert services[name]["build"] == "."
@@ -143,3 +144,42 @@ def test_compose_checks_worker_and_beat_liveness(compose):
     # ... and Flower (same image, whose HEALTHCHECK is the worker's) has its own
     assert "/healthcheck" in " ".join(compose["services"]["flower"]["healthcheck"]["test"])
     assert 'HEALTHCHECK' in (ROOT / "Dockerfile").read_text()
+def test_compose_monitoring_profile_runs_prometheus_grafana_and_one_exporter(compose):
+    services = compose["services"]
+    # Given the monitoring profile, Then it holds Prometheus, Grafana and the one Redis-gauge exporter
+    monitoring = {name for name, svc in services.items() if "monitoring" in svc.get("profiles", [])}
+    assert monitoring == {"prometheus", "grafana", "metrics"}
+    assert _command(services["metrics"])[:2] == ["webhooks", "metrics"]
+    assert services["metrics"]["build"] == "." and "deploy" not in services["metrics"]
+    # ... Prometheus runs our prometheus.yml, whose targets are the workers' and the exporter's ports
+    prom = services["prometheus"]
+    assert "./config/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prom["volumes"]
+    yaml = pytest.importorskip("yaml")
+    conf = yaml.safe_load((ROOT / "config" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in conf["scrape_configs"]}
+    workers = jobs["chat-webhooks-workers"]["dns_sd_configs"][0]
+    app_env = services["worker"]["environment"]
+    assert workers["names"] == ["worker"] and str(workers["port"]) == app_env["WEBHOOKS_METRICS_PORT"]
+    assert app_env["WEBHOOKS_METRICS_ADDRESS"] == "0.0.0.0"
+    port = _command(services["metrics"])[_command(services["metrics"]).index("--port") + 1]
+    assert jobs["chat-webhooks-exporter"]["static_configs"][0]["targets"] == [f"metrics:{port}"]
+    # ... Grafana is provisioned with the datasource and the dashboard file
+    grafana = services["grafana"]
+    assert "./config/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    mounted = [v for v in grafana["volumes"] if v.startswith("./config/grafana/chat-webhooks.json:")]
+    assert mounted and (ROOT / "config" / "grafana" / "chat-webhooks.json").is_file()
+    providers = yaml.safe_load((ROOT / "config/grafana/provisioning/dashboards/chat-webhooks.yml").read_text())["providers"]
+    assert mounted[0].split(":")[1].startswith(providers[0]["options"]["path"] + "/")
+    datasources = yaml.safe_load((ROOT / "config/grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"]
+    assert datasources[0]["url"] == "http://prometheus:9090" and datasources[0]["type"] == "prometheus"
+    # ... and the host sees Grafana and Prometheus on loopback only; worker metrics are not published
+    for name in ("prometheus", "grafana"):
+        assert services[name]["ports"] and all(str(p).startswith("127.0.0.1:") for p in services[name]["ports"])
+    assert "ports" not in services["worker"] and "ports" not in services["metrics"]
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian package prometheus) is not installed")
+def test_prometheus_config_is_accepted_by_promtool():
+    done = subprocess.run(["promtool", "check", "config", str(ROOT / "config" / "prometheus" / "prometheus.yml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

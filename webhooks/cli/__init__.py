@@ -15,6 +15,7 @@ from ..errors import NotFound, PublishError, ValidationError, WebhooksError
 from .common import cli
 
 from . import subs, dead, ops, secrets  # noqa: E402,F401  (register the commands)
+from . import listen, metrics, trigger  # noqa: E402,F401  (issue 12: listen, metrics, trigger)
 
 __all__ = ["main", "cli"]
 
