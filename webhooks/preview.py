@@ -9,17 +9,22 @@ from .connection import get_redis
 from .errors import DeliveryError, ValidationError
 from .ids import new_id
 from .policy import Verdict, classify
+from .settings import get_settings
 from .subscriptions import Subscription
 
 __all__ = ["preview", "send_test"]
 
 
 def _envelope(raw_event: dict[str, Any] | None, sample_type: str | None) -> dict[str, Any]:
+    """The envelope publish() would build, refused as publish() refuses it (schema, id, size)."""
     if sample_type is not None:
-        return events.build_envelope(sample_type, events.sample(sample_type))
-    if not isinstance(raw_event, dict) or "type" not in raw_event or "data" not in raw_event:
+        envelope = events.build_envelope(sample_type, events.sample(sample_type))
+    elif not isinstance(raw_event, dict) or "type" not in raw_event or "data" not in raw_event:
         raise ValidationError("the event file must be a JSON object with 'type' and 'data'", {"event": ["missing type or data"]})
-    return events.build_envelope(raw_event["type"], raw_event["data"], event_id=raw_event.get("id"))
+    else:
+        envelope = events.build_envelope(raw_event["type"], raw_event["data"], event_id=raw_event.get("id"))
+    events.check_size(events.serialize(envelope), get_settings().max_payload_bytes)
+    return envelope
 
 
 def _body_and_headers(sub: Subscription, envelope: dict[str, Any]) -> tuple[str | None, bytes, dict[str, str]]:
@@ -42,7 +47,8 @@ def preview(sub: Subscription, *, raw_event: dict[str, Any] | None = None, sampl
     (``host`` aside). Returns {"accepted", "reason", "body", "headers"}.
 
     The signature shown is real (made with the live secrets at this second, for webhook-id
-    ``msg_preview``); nothing is sent. Raises ValidationError for a bad event or a mapping that
+    ``msg_preview``); nothing is sent. Raises ValidationError for an event publish() would
+    refuse (schema, id; PayloadTooLarge over WEBHOOKS_MAX_PAYLOAD_BYTES) or a mapping that
     fails on it.
     """
     from .transport import USER_AGENT

@@ -286,18 +286,21 @@ def update(account: str, subscription_id: str, *, actor: str | None = None, **ch
 
 def _set_enabled(account: str, subscription_id: str, enabled: bool, reason: str | None, actor: str | None) -> Subscription:
     sub = get(account, subscription_id)
+    if sub.enabled == enabled:
+        return sub  # nothing changes, so nothing is written and no audit entry claims a change
     new = replace(sub, enabled=enabled, disabled_reason=None if enabled else (reason or "disabled by operator"), updated_at=time.time())
     _save(new, "enable" if enabled else "disable", {"reason": new.disabled_reason} if not enabled else {}, actor)
     return new
 
 
 def disable(account: str, subscription_id: str, *, reason: str | None = None, actor: str | None = None) -> Subscription:
-    """Stop delivering to this subscription (deliveries in flight are discarded with a reason)."""
+    """Stop delivering to this subscription (deliveries in flight are discarded with a reason).
+    A subscription already disabled is left as it is (its reason kept, no audit entry)."""
     return _set_enabled(account, subscription_id, False, reason, actor)
 
 
 def enable(account: str, subscription_id: str, *, actor: str | None = None) -> Subscription:
-    """Deliver to this subscription again."""
+    """Deliver to this subscription again; one already enabled is left as it is (no audit entry)."""
     return _set_enabled(account, subscription_id, True, None, actor)
 
 

@@ -170,7 +170,7 @@ def test_preview_of_an_event_file_prints_pass_headers_and_the_exact_body(configu
                                                   "visitor": {"name": "Jane <!channel> Smith"}}}
     (tmp_path / "low.json").write_text(json.dumps(event))
     # When it is previewed
-    result = cli(configured, "subscriptions", "preview", "--account", account, slack_sub.id, "--event", str(tmp_path / "low.json"))
+    result = cli(configured, "subscriptions", "preview", "--account", account, slack_sub.id, "--event-file", str(tmp_path / "low.json"))
     # Then it passes, lists the headers and ends with the body, Slack-escaped, signed over those bytes
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -194,11 +194,12 @@ def test_preview_json_of_a_sample_the_filter_refuses_says_why(configured, accoun
 
 
 @pytest.mark.parametrize("args, code, message", [
-    ((), 2, "give exactly one of --event FILE or --sample TYPE"),
-    (("--sample", "rating.submitted", "--event", "ev.json"), 2, "give exactly one of"),
-    (("--event", "bad.json"), 2, "Invalid value for --event: not JSON"),
-    (("--event", "nodata.json"), 2, "error: the event file must be a JSON object with 'type' and 'data'"),
-    (("--event", "badscore.json"), 2, "error: invalid rating.submitted data: score"),
+    ((), 2, "give exactly one of --event-file FILE or --sample TYPE"),
+    (("--sample", "rating.submitted", "--event-file", "ev.json"), 2, "give exactly one of"),
+    (("--event-file", "bad.json"), 2, "error: --event-file: not JSON"),
+    (("--event-file", "nodata.json"), 2, "error: the event file must be a JSON object with 'type' and 'data'"),
+    (("--event-file", "badscore.json"), 2, "error: invalid rating.submitted data: score"),
+    (("--event-file", "missing.json"), 2, "error: --event-file: cannot read missing.json"),
     (("--sample", "no.such"), 2, "error: unknown event type"),
 ])
 def test_preview_refuses_bad_input_with_exit_2_and_one_error(configured, account, slack_sub, tmp_path, args, code, message):

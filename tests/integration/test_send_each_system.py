@@ -260,7 +260,7 @@ def test_preview_prints_exactly_what_the_endpoint_then_receives(configured, work
     rating = jane_rating(1)
     (tmp_path / "low-rating.json").write_text(json.dumps({"type": "rating.submitted", "data": rating}), encoding="utf-8")
     # When the guide's preview command runs on it
-    result = run_guide(configured, guide_command("--event low-rating.json"), account=account, sub_id=sub_id, cwd=tmp_path)
+    result = run_guide(configured, guide_command("--event-file low-rating.json"), account=account, sub_id=sub_id, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     passes, shown_headers, shown_body = parse_preview(result.stdout)
     # Then it passes with the sentence, the body the guide's sample output shows, and nothing was sent
