@@ -44,7 +44,10 @@ def _body_and_headers(sub: Subscription, envelope: dict[str, Any]) -> tuple[str 
 def preview(sub: Subscription, *, raw_event: dict[str, Any] | None = None, sample_type: str | None = None) -> dict[str, Any]:
     """Whether the event would be sent to ``sub`` (its event types and filter), and the exact body
     and headers it would get: ours, the subscription's extra ones and those the HTTP client adds
-    (``host`` aside). Returns {"accepted", "reason", "body", "headers"}.
+    (``host`` aside). Returns {"accepted", "reason", "body", "headers", "problems"}; "problems"
+    lists each path of the subscription's transform that cannot exist in this event's type
+    (catalogue types only), with a suggestion: a subscription saved before paths were checked
+    shows its typo here.
 
     The signature shown is real (made with the live secrets at this second, for webhook-id
     ``msg_preview``); nothing is sent. Raises ValidationError for an event publish() would
@@ -53,13 +56,17 @@ def preview(sub: Subscription, *, raw_event: dict[str, Any] | None = None, sampl
     """
     from .transport import USER_AGENT
 
+    from .transform.paths import path_problems
+
     envelope = _envelope(raw_event, sample_type)
+    problems = [f"{where}: {sentence}" for where, sentences in path_problems(sub.transform, [envelope["type"]]).items()
+                for sentence in sentences]
     reason, body, extra = _body_and_headers(sub, envelope)
     if reason is not None:
-        return {"accepted": False, "reason": reason, "body": None, "headers": {}}
+        return {"accepted": False, "reason": reason, "body": None, "headers": {}, "problems": problems}
     headers = {**extra, **signing.signed_headers(sub.signing_secrets(), "msg_preview", body), "content-type": "application/json",
                "content-length": str(len(body)), "user-agent": USER_AGENT}
-    return {"accepted": True, "reason": None, "body": body.decode("utf-8"), "headers": headers}
+    return {"accepted": True, "reason": None, "body": body.decode("utf-8"), "headers": headers, "problems": problems}
 
 
 def send_test(sub: Subscription) -> dict[str, Any]:

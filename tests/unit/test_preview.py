@@ -54,7 +54,7 @@ def test_an_event_the_filter_refuses_is_not_sent_and_says_why() -> None:
     # Given the same subscription, When the sample (a 5-star rating) is previewed
     result = preview(subscription(SLACK), sample_type="rating.submitted")
     # Then it does not pass, with no body and no headers
-    assert result == {"accepted": False, "reason": "the filter does not match this event", "body": None, "headers": {}}
+    assert result == {"accepted": False, "reason": "the filter does not match this event", "body": None, "headers": {}, "problems": []}
 
 
 def test_an_event_type_the_subscription_does_not_take_is_not_sent_even_without_a_filter() -> None:
