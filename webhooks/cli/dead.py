@@ -76,8 +76,11 @@ def replay_cmd(account: str, delivery_ids: tuple[str, ...], all_: bool, subscrip
         bar = click.progressbar(length=len(chosen), label="replaying", file=sys.stderr)
         bar.__enter__()
     try:
-        result = deadletters.replay(account, list(delivery_ids) or [e["delivery_id"] for e in chosen or []],
-                                    actor=actor, progress=(lambda _id: bar.update(1)) if bar else None)
+        if chosen is not None and not chosen:  # the selection is empty: nothing to replay is not an error
+            result = deadletters.ReplayResult(replayed=[], skipped={})
+        else:
+            result = deadletters.replay(account, list(delivery_ids) or [e["delivery_id"] for e in chosen or []],
+                                        actor=actor, progress=(lambda _id: bar.update(1)) if bar else None)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
