@@ -5,7 +5,8 @@
     half_open ──(a result succeeds)──▶ closed (counts reset)
     half_open ──(a result fails)──▶ open for another cooldown_s
 
-Each call is one Lua script, so workers racing on one endpoint see one consistent state:
+Each call is one Lua script (``webhooks/state/lua/_lib.lua``: the functions the state machine's
+``claim`` and ``settle`` run on every attempt), so workers racing on one endpoint see one consistent state:
 exactly one caller gets the probe, and exactly one ``record`` reports each transition.
 Requests are counted in per-second buckets; a bucket is forgotten once it lies wholly
 before the window (so a result may be remembered up to 1 s longer than ``window_s``).
@@ -23,73 +24,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
+from .keys import K
+from .state import BREAKER_IDLE_TTL_S, PROBE_TIMEOUT_S, PROBE_WAIT_S
+from .state.scripts import run
+
 __all__ = ["BreakerConfig", "CircuitBreaker", "Transition", "CLOSED", "OPEN", "HALF_OPEN"]
 
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
 
-_IDLE_TTL_S = 86400
-
-_ALLOW = """
-local now = tonumber(ARGV[1])
-local st = redis.call('HGET', KEYS[1], 'state')
-if not st or st == 'closed' then return {1, '0'} end
-if st == 'open' then
-  local retry_at = tonumber(redis.call('HGET', KEYS[1], 'retry_at'))
-  if now < retry_at then return {0, string.format('%.17g', retry_at - now)} end
-  redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', ARGV[2])
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  return {1, '0'}
-end
-local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until'))
-if now >= probe_until then
-  redis.call('HSET', KEYS[1], 'probe_until', ARGV[2])
-  return {1, '0'}
-end
-return {0, string.format('%.17g', math.min(probe_until - now, tonumber(ARGV[3])))}
-"""
-
-_RECORD = """
-local now = tonumber(ARGV[1])
-local ok = ARGV[2] == '1'
-local st = redis.call('HGET', KEYS[1], 'state') or 'closed'
-if st == 'open' then return {'open', 'open'} end
-if st == 'half_open' then
-  if ok then
-    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-    return {'half_open', 'closed'}
-  end
-  redis.call('HSET', KEYS[1], 'state', 'open', 'retry_at', ARGV[7])
-  redis.call('HDEL', KEYS[1], 'probe_until')
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-  return {'half_open', 'open'}
-end
-redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
-if not ok then redis.call('HINCRBY', KEYS[3], ARGV[3], 1) end
-redis.call('EXPIRE', KEYS[2], ARGV[8])
-redis.call('EXPIRE', KEYS[3], ARGV[8])
-local cutoff = now - tonumber(ARGV[4])
-local function total(key)
-  local sum = 0
-  local h = redis.call('HGETALL', key)
-  for i = 1, #h, 2 do
-    if tonumber(h[i]) + 1 <= cutoff then redis.call('HDEL', key, h[i])
-    else sum = sum + tonumber(h[i + 1]) end
-  end
-  return sum
-end
-local requests = total(KEYS[2])
-local failures = total(KEYS[3])
-if requests >= tonumber(ARGV[5]) and failures / requests >= tonumber(ARGV[6]) then
-  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[1], 'retry_at', ARGV[7])
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-  redis.call('DEL', KEYS[2], KEYS[3])
-  return {'closed', 'open'}
-end
-return {'closed', 'closed'}
-"""
-
+_IDLE_TTL_S = BREAKER_IDLE_TTL_S
 
 @dataclass(frozen=True)
 class BreakerConfig:
@@ -103,8 +48,8 @@ class BreakerConfig:
     min_requests: int = 10
     failure_ratio: float = 0.7
     cooldown_s: float = 30.0
-    probe_timeout_s: float = 60.0
-    probe_wait_s: float = 5.0
+    probe_timeout_s: float = PROBE_TIMEOUT_S
+    probe_wait_s: float = PROBE_WAIT_S
 
     def __post_init__(self) -> None:
         if self.window_s <= 0 or self.cooldown_s <= 0 or self.probe_timeout_s <= 0 or self.probe_wait_s <= 0:
@@ -160,13 +105,10 @@ class CircuitBreaker:
         self._redis = redis
         self._config = config
         self._clock = clock
-        self._allow = redis.register_script(_ALLOW)
-        self._record = redis.register_script(_RECORD)
 
     @staticmethod
     def _keys(endpoint: str) -> list[str]:
-        base = f"wh:brk:{endpoint}"
-        return [base, f"{base}:req", f"{base}:fail"]
+        return [K.breaker(endpoint), K.breaker_requests(endpoint), K.breaker_failures(endpoint)]
 
     def allow(self, endpoint: str) -> tuple[bool, float]:
         """May an attempt go to ``endpoint`` now?
@@ -176,10 +118,8 @@ class CircuitBreaker:
         """
         c = self._config
         now = self._clock()
-        allowed, wait = self._allow(
-            keys=self._keys(endpoint)[:1],
-            args=[_num(now), _num(now + c.probe_timeout_s), _num(c.probe_wait_s), _IDLE_TTL_S],
-        )
+        allowed, wait = run(self._redis, "breaker_allow", self._keys(endpoint)[:1],
+                            [_num(now), _num(now + c.probe_timeout_s), _num(c.probe_wait_s), _IDLE_TTL_S])
         return bool(int(allowed)), float(_text(wait))
 
     def record(self, endpoint: str, success: bool) -> Transition:
@@ -188,9 +128,9 @@ class CircuitBreaker:
         or failed transforms)."""
         c = self._config
         now = self._clock()
-        old, new = self._record(
-            keys=self._keys(endpoint),
-            args=[
+        old, new = run(
+            self._redis, "breaker_record", self._keys(endpoint),
+            [
                 _num(now),
                 "1" if success else "0",
                 str(math.floor(now)),

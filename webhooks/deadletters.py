@@ -1,68 +1,29 @@
 """The dead-letter store: deliveries that never got through, per account, replayable.
 
-Written idempotently (HSETNX keyed by delivery id) because two paths write it: the
-task's ``on_failure`` and the ``task_failure`` signal (a killed pool child calls only
-the second). The event payload stays in Redis while a dead letter refers to it.
+Written once, by the state machine: ``settle`` writes the dead letter of an attempt that
+ended the delivery, with its reason; ``record`` is the fallback for a task that failed
+outside an attempt (a killed pool child), idempotent (HSETNX keyed by delivery id). The
+event payload stays in Redis while a dead letter refers to it.
 """
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Iterable
 
-from . import audit, records
+from . import audit
 from .connection import get_redis
-from .enqueue import DELIVER_TASK, RETRIES_QUEUE, task_message
 from .errors import NotFound, ValidationError
 from .ids import check_account
 from .keys import K
-from .settings import get_settings
+from .state import get_store
 
 __all__ = ["record", "list_dead", "get", "replay", "purge", "ReplayResult"]
 
-_RECORD_LUA = """
--- KEYS: dead hash, dead index, delivery record, in-flight set;  ARGV: delivery id, entry json, now, ttl
-redis.call('ZREM', KEYS[4], ARGV[1])
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('HSET', KEYS[3], 'status', 'dead', 'updated', ARGV[3], 'reason', ARGV[5])
-return 1
-"""
-
-
-def record(delivery_id: str, reason: str | None = None, *, error: str | None = None, status: int | None = None) -> bool:
-    """Dead-letter ``delivery_id`` once. Returns True when this call wrote it.
-
-    The reason is a short class ("exhausted", "gone", "url_refused", "transform", ...): the
-    one the delivery logic stored in the record wins over the caller's ``reason``.
-    """
-    rec = records.load(delivery_id)
-    if rec is None:
-        return False
-    reason = rec.get("reason") or reason or "failed"
-    now = time.time()
-    entry = {
-        "delivery_id": delivery_id,
-        "account": rec["account"],
-        "subscription_id": rec["sub"],
-        "event_id": rec["evt"],
-        "type": rec["type"],
-        "reason": reason,
-        "error": rec.get("last_error") or error or None,
-        "status": status if status is not None else (int(rec["last_status"]) if rec.get("last_status") else None),
-        "attempts": int(rec.get("attempts") or 0),
-        "created": float(rec["created"]),
-        "died_at": now,
-    }
-    r = get_redis()
-    account = rec["account"]
-    wrote = r.register_script(_RECORD_LUA)(
-        keys=[K.dead(account), K.dead_index(account), K.delivery(delivery_id), K.inflight()],
-        args=[delivery_id, json.dumps(entry), repr(now), get_settings().dead_letter_retention_s, reason],
-    )
-    return bool(wrote)
+def record(delivery_id: str, reason: str | None = None, *, error: str | None = None) -> bool:
+    """Dead-letter ``delivery_id`` once, when its task failed outside an attempt (a killed
+    pool child, an unexpected error); an attempt's own dead letters are written by ``settle``.
+    The reason stored in the record wins over ``reason``. Returns True when this call wrote it."""
+    return get_store().dead_letter(delivery_id, reason, error)
 
 
 def get(account: str, delivery_id: str) -> dict[str, Any]:
@@ -136,7 +97,7 @@ def replay(
     """
     from . import subscriptions
 
-    r = get_redis()
+    store = get_store()
     result = ReplayResult(replayed=[], skipped={})
     subs: dict[str, Any] = {}  # a replay of one endpoint's backlog looks it up once
     for e in _select(account, ids, subscription_id, since, all_):
@@ -154,17 +115,13 @@ def replay(
         if not sub.enabled:
             result["skipped"][did] = f"subscription {sub.id} is disabled (enable it first)"
             continue
-        if not r.exists(K.event(e["event_id"])):
+        done = store.replay(e, e.get("v"))
+        if done == -1:
             result["skipped"][did] = "event payload expired"
             continue
-        pipe = r.pipeline(transaction=True)
-        records.create(did, account=account, sub_id=sub.id, event_id=e["event_id"], event_type=e["type"],
-                       created=e["created"], ttl_s=get_settings().attempt_retention_s, pipe=pipe, replays=1)
-        pipe.lpush(RETRIES_QUEUE, task_message(DELIVER_TASK, [did], RETRIES_QUEUE))
-        records.touch(did, pipe=pipe, add=True)
-        pipe.hdel(K.dead(account), did)
-        pipe.zrem(K.dead_index(account), did)
-        pipe.execute()
+        if done == 0:
+            result["skipped"][did] = "no longer a dead letter"
+            continue
         result["replayed"].append(did)
         if progress is not None:
             progress(did)
@@ -175,23 +132,8 @@ def replay(
 
 def purge(account: str, ids: Iterable[str] | None = None, *, all_: bool = False, subscription_id: str | None = None, since: float | None = None, actor: str | None = None) -> int:
     """Delete dead letters for good; their payloads are released. Returns how many."""
-    r = get_redis()
-    chosen = _select(account, ids, subscription_id, since, all_)
-    for e in chosen:
-        pipe = r.pipeline(transaction=True)
-        pipe.hdel(K.dead(account), e["delivery_id"])
-        pipe.zrem(K.dead_index(account), e["delivery_id"])
-        pipe.hset(K.delivery(e["delivery_id"]), mapping={"status": "discarded", "reason": "dead letter purged"})
-        pipe.execute()
-        release_payload(e["event_id"])
+    store = get_store()
+    chosen = [e for e in _select(account, ids, subscription_id, since, all_) if store.purge(e, e.get("v"))]
     if chosen:
         audit.record(account, "purge", changes={"count": len(chosen)}, actor=actor)
     return len(chosen)
-
-
-def release_payload(event_id: str) -> None:
-    """One delivery of ``event_id`` has ended for good: drop the payload after the last."""
-    r = get_redis()
-    left = r.decr(K.event_refs(event_id))
-    if left <= 0:
-        r.delete(K.event(event_id), K.event_refs(event_id))

@@ -25,15 +25,17 @@ _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def task_message(task: str, args: list[str], queue: str) -> str:
+def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = False) -> str:
     """The JSON string kombu's Redis transport would LPUSH for ``task(*args)`` on ``queue``.
 
-    Only ids go in ``args`` (Flower shows them); the task runs with retries=0.
+    Only ids go in ``args`` (Flower shows them); the task runs with retries=0. With
+    ``raw_body`` the body is stored as text (kombu's "utf-8" body encoding) instead of
+    base64, so a Lua script can put a delivery id into a message made in advance.
     """
     task_id = str(uuid.uuid4())
-    body = json.dumps([args, {}, _EMBED]).encode()
+    body = json.dumps([args, {}, _EMBED])
     message = {
-        "body": base64.b64encode(body).decode(),
+        "body": body if raw_body else base64.b64encode(body.encode()).decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {
@@ -63,7 +65,7 @@ def task_message(task: str, args: list[str], queue: str) -> str:
             "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
-            "body_encoding": "base64",
+            "body_encoding": "utf-8" if raw_body else "base64",
             "delivery_tag": str(uuid.uuid4()),
         },
     }

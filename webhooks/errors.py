@@ -6,7 +6,7 @@
     │   ├── PayloadTooLarge      the envelope is over the size limit
     │   └── UrlRefused           the URL guard refused a URL (names the rule)
     ├── NotFound                 no such subscription / delivery / dead letter in this account
-    ├── PublishError             the broker could not be reached in time; nothing was enqueued
+    ├── PublishError             Redis did not answer in time (says whether it may have enqueued)
     ├── ConfigurationError       the settings cannot work (the worker refuses to start)
     ├── EncryptionError          encrypted data and a missing or wrong WEBHOOKS_ENCRYPTION_KEY
     ├── SignatureError           receiver side: the webhook does not verify
@@ -79,7 +79,18 @@ class NotFound(WebhooksError):
 
 
 class PublishError(WebhooksError):
-    """The event could not be handed to the broker in time; nothing was enqueued."""
+    """Redis did not answer ``publish()`` in time.
+
+    ``event_id``: the event's id (generated before the call when the caller gave none).
+    ``maybe_enqueued``: True when the enqueue may have happened anyway (a timeout while the
+    script was in flight: Redis slow, not down); False when the connection failed before
+    anything was sent. Either way, publishing again with ``event_id=`` enqueues exactly once.
+    """
+
+    def __init__(self, message: str, *, event_id: str | None = None, maybe_enqueued: bool = False) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+        self.maybe_enqueued = maybe_enqueued
 
 
 class ConfigurationError(WebhooksError):

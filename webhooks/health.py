@@ -1,5 +1,5 @@
 """Endpoint health: alerts when an endpoint starts failing or recovers (breaker
-transitions), and disabling a subscription whose endpoint has failed continuously for
+transitions, reported by ``settle``), and disabling a subscription whose endpoint has failed continuously for
 WEBHOOKS_DISABLE_AFTER_S (5 days by default, as Svix). Alerts go to Sentry (when on) and,
 when WEBHOOKS_OPS_URL is set, as signed ``endpoint.*`` webhooks to the operator."""
 from __future__ import annotations
@@ -9,39 +9,22 @@ import logging
 import time
 from typing import Any
 
-from .connection import get_redis
 from .settings import Settings
 
-__all__ = ["after_attempt", "alert"]
+__all__ = ["disable_failing", "alert"]
 
 log = logging.getLogger("webhooks.health")
 
 
-def _failing_key(sub_id: str) -> str:
-    return f"wh:st:{sub_id}:failing_since"
+def disable_failing(sub: Any, settings: Settings) -> None:
+    """``sub``'s endpoint has failed continuously for WEBHOOKS_DISABLE_AFTER_S (``settle``
+    tracks that and says so): disable the subscription and alert."""
+    from . import subscriptions
 
-
-def after_attempt(sub: Any, ok: bool, transition: Any, error: str | None, settings: Settings, *, now: float | None = None) -> None:
-    """Track continuous failure of ``sub``'s endpoint; alert on transitions; disable when due."""
-    now = time.time() if now is None else now
-    r = get_redis()
-    if ok:
-        r.delete(_failing_key(sub.id))
-    else:
-        r.set(_failing_key(sub.id), repr(now), nx=True, ex=int(settings.disable_after_s) + 86400)
-    if transition is not None and getattr(transition, "failing", False):
-        alert("endpoint.failing", sub, {"error": error}, settings)
-    if transition is not None and getattr(transition, "recovered", False):
-        alert("endpoint.recovered", sub, {}, settings)
-    if not ok:
-        since = r.get(_failing_key(sub.id))
-        if since is not None and now - float(since) >= settings.disable_after_s:
-            from . import subscriptions
-
-            reason = f"endpoint failing continuously since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(float(since)))}"
-            subscriptions.disable(sub.account, sub.id, reason=reason, actor="webhooks")
-            r.delete(_failing_key(sub.id))
-            alert("endpoint.disabled", sub, {"reason": reason}, settings)
+    days = settings.disable_after_s / 86400
+    reason = f"endpoint failing continuously for {days:g} days"
+    subscriptions.disable(sub.account, sub.id, reason=reason, actor="webhooks")
+    alert("endpoint.disabled", sub, {"reason": reason}, settings)
 
 
 def alert(kind: str, sub: Any, details: dict[str, Any], settings: Settings) -> None:

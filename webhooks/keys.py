@@ -1,6 +1,8 @@
 """Every Redis key this project writes, in one place. All start with ``wh:``."""
 from __future__ import annotations
 
+from typing import Callable
+
 __all__ = ["K"]
 
 
@@ -13,13 +15,30 @@ class K:
         return f"wh:subs:{account}"
 
     @staticmethod
-    def event(event_id: str) -> str:
-        """String: the event envelope JSON, stored once for all its deliveries."""
+    def event(account: str, event_id: str) -> str:
+        """String: the event envelope JSON, stored once for all its deliveries. Scoped by
+        account: the same event id in two accounts is two events."""
+        return f"wh:evt:{account}:{event_id}"
+
+    @staticmethod
+    def event_refs(account: str, event_id: str) -> str:
+        """Counter: deliveries of this event not yet ended; the payload is dropped at 0."""
+        return f"wh:evt:{account}:{event_id}:refs"
+
+    @staticmethod
+    def event_seen(account: str, event_id: str) -> str:
+        """Marker: this account published this event id (a second publish is a duplicate)."""
+        return f"wh:evt:{account}:{event_id}:seen"
+
+    @staticmethod
+    def legacy_event(event_id: str) -> str:
+        """The payload key of deliveries published before event ids were scoped by account
+        (read, never written: such deliveries finish and replay as before)."""
         return f"wh:evt:{event_id}"
 
     @staticmethod
-    def event_refs(event_id: str) -> str:
-        """Counter: deliveries of this event not yet ended; the payload is dropped at 0."""
+    def legacy_event_refs(event_id: str) -> str:
+        """The refs counter beside ``legacy_event``."""
         return f"wh:evt:{event_id}:refs"
 
     @staticmethod
@@ -73,3 +92,46 @@ class K:
     def parked() -> str:
         """Sorted set delivery_id -> due unix time: long-tier retries waiting in Redis."""
         return "wh:parked"
+
+    @staticmethod
+    def slots(endpoint: str) -> str:
+        """Sorted set holder -> lease expiry: the endpoint's concurrency slots."""
+        return f"wh:slots:{endpoint}"
+
+    @staticmethod
+    def rate(endpoint: str) -> str:
+        """String: the endpoint's GCRA theoretical arrival time."""
+        return f"wh:rate:{endpoint}"
+
+    @staticmethod
+    def rate_held(endpoint: str) -> str:
+        """Sorted set holder -> booked time: deliveries told to come back at a rate slot."""
+        return f"wh:rate:{endpoint}:held"
+
+    @staticmethod
+    def breaker(endpoint: str) -> str:
+        """Hash: the endpoint's circuit breaker (state, opened_at, retry_at, probe_until)."""
+        return f"wh:brk:{endpoint}"
+
+    @staticmethod
+    def breaker_requests(endpoint: str) -> str:
+        """Hash second -> attempts counted by the breaker's window."""
+        return f"wh:brk:{endpoint}:req"
+
+    @staticmethod
+    def breaker_failures(endpoint: str) -> str:
+        """Hash second -> failed attempts counted by the breaker's window."""
+        return f"wh:brk:{endpoint}:fail"
+
+    @staticmethod
+    def stats(sub_id: str, what: str) -> str:
+        """Health figures of one endpoint: ``m<minute>`` / ``h<hour>`` hashes (ok, fail),
+        ``lat`` (recent latencies), ``last_error``, ``last_ok``, ``failing_since``."""
+        return f"wh:st:{sub_id}:{what}"
+
+    @staticmethod
+    def template(builder: Callable[..., str], arity: int = 1) -> str:
+        """``builder``'s key with ``{1}`` (and ``{2}``) where the ids go: Lua scripts that
+        find ids in a record fill these in, so every key is still spelled here alone."""
+        return builder(*("{%d}" % (i + 1) for i in range(arity)))
+

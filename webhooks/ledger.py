@@ -10,10 +10,11 @@ from typing import Any
 from .connection import get_redis
 from .ids import check_account
 from .keys import K
+from .state import IN_PROGRESS
 
 __all__ = ["counts", "PENDING_STATES"]
 
-PENDING_STATES = frozenset({"pending", "retrying", "parked", "waiting"})
+PENDING_STATES = IN_PROGRESS  # every status that is not an end
 
 
 def counts(account: str, *, since: float | None = None, until: float | None = None) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import events, records, signing
-from .connection import get_redis
+from . import events, signing
+from .state import Attempt, get_store
 from .errors import DeliveryError, ValidationError
 from .ids import new_id
 from .policy import Verdict, classify
@@ -84,10 +84,6 @@ def send_test(sub: Subscription) -> dict[str, Any]:
     body = events.serialize(envelope) if t is None else t.body(envelope)
     extra = {} if t is None else dict(t.headers())
     did = new_id("msg")
-    pipe = get_redis().pipeline(transaction=True)
-    records.create(did, account=sub.account, sub_id=sub.id, event_id=envelope["id"], event_type="webhook.test",
-                   created=time.time(), ttl_s=86400, pipe=pipe, attempts=0)
-    pipe.execute()
     status: int | None = None
     error: str | None = None
     started = time.time()
@@ -101,8 +97,7 @@ def send_test(sub: Subscription) -> dict[str, Any]:
     except DeliveryError as exc:
         ok, error = False, f"{exc.kind}: {exc}"
     duration_ms = (time.time() - started) * 1000
-    records.log_attempt(records.Attempt(did, sub.id, 1, started, round(duration_ms, 2), status,
-                                        None if ok else (f"http_{status}" if status else error), "delivered" if ok else "failed"))
-    records.update(did, status="delivered" if ok else "discarded", last_status=status,
-                   reason=None if ok else "send-test is not retried", last_error=error)
+    attempt = Attempt(did, sub.id, 1, started, round(duration_ms, 2), status,
+                      None if ok else (f"http_{status}" if status else error), "delivered" if ok else "failed")
+    get_store().record_test_send(attempt, account=sub.account, event_id=envelope["id"], ok=ok, error=error)
     return {"ok": ok, "status": status, "error": error, "duration_ms": round(duration_ms, 1), "delivery_id": did}

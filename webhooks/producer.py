@@ -1,7 +1,8 @@
 """publish(): validate, store the event once, enqueue one task per matching subscription.
 
 Cost: one HGETALL (the account's subscriptions) and, when anything matches, one atomic
-Lua call that writes the payload, the delivery records and every task message. Either
+Lua call (the state machine's ``publish``) that writes the payload, the delivery records
+and every task message. Either
 all of it lands or none of it: nothing is half-enqueued.
 """
 from __future__ import annotations
@@ -21,38 +22,12 @@ from .errors import PublishError, ValidationError
 from .ids import check_account, new_id
 from .keys import K
 from .settings import Settings, get_settings
+from .state import get_store
 from .subscriptions import Subscription, readable
 
 __all__ = ["PublishedEvent", "publish", "enqueue_envelope"]
 
 log = logging.getLogger("webhooks.producer")
-
-_PUBLISH_LUA = """
--- KEYS: seen-marker, event, event-refs, account delivery index, queue, in-flight set
--- ARGV: body, ttl, n, account, event id, type, now, oldest-kept, progress deadline,
---       then (delivery id, sub id, message)*
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) == false then return -1 end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[8])
-local i = 10
-while i <= #ARGV do
-  local dk = 'wh:dlv:' .. ARGV[i]
-  redis.call('HSET', dk, 'account', ARGV[4], 'sub', ARGV[i + 1], 'evt', ARGV[5], 'type', ARGV[6],
-             'status', 'pending', 'created', ARGV[7], 'updated', ARGV[7], 'retries', 0, 'attempts', 0)
-  redis.call('EXPIRE', dk, ARGV[2])
-  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[i])
-  redis.call('ZADD', KEYS[6], ARGV[9], ARGV[i])
-  redis.call('LPUSH', KEYS[5], ARGV[i + 2])
-  i = i + 3
-end
-return tonumber(ARGV[3])
-"""
-
-
-# Index (0-based) in the script's ARGV where the (delivery id, sub id, message) triples begin.
-DELIVERY_ARGS_START = 9
-
 
 @dataclass(frozen=True)
 class PublishedEvent:
@@ -121,32 +96,34 @@ def enqueue_envelope(account: str, envelope: dict[str, Any], body: bytes) -> Pub
     matched = sorted((sub for sub in subs if _matches(sub, envelope)), key=lambda x: x.created_at)
     if not matched:
         return PublishedEvent(envelope["id"], envelope["type"], account, 0)
-    import time
-
-    now = time.time()
-    ttl = _payload_ttl_s(s)
-    argv: list[Any] = [body, ttl, len(matched), account, envelope["id"], envelope["type"], repr(now), repr(now - s.attempt_retention_s), repr(now + s.progress_deadline_s)]
-    assert len(argv) == DELIVERY_ARGS_START
-    ids = []
+    deliveries = []
     for sub in matched:
         did = new_id("msg")
-        ids.append(did)
-        argv += [did, sub.id, task_message(DELIVER_TASK, [did], DELIVERIES_QUEUE)]
-    keys = [f"wh:evt:{envelope['id']}:seen", K.event(envelope["id"]), K.event_refs(envelope["id"]), K.deliveries(account), DELIVERIES_QUEUE, K.inflight()]
-    n = _script(r)(keys=keys, args=argv)
-    if n == -1:
+        deliveries.append((did, sub.id, task_message(DELIVER_TASK, [did], DELIVERIES_QUEUE)))
+    try:
+        n = get_store().publish(account, envelope["id"], envelope["type"], body, _payload_ttl_s(s), deliveries,
+                                token=new_id("pub"))
+    except redis.RedisError as exc:
+        raise _ScriptInFlight(exc, maybe_sent=_maybe_sent(exc)) from exc
+    if n is None:
         return PublishedEvent(envelope["id"], envelope["type"], account, 0, duplicate=True)
-    return PublishedEvent(envelope["id"], envelope["type"], account, int(n), tuple(ids))
+    return PublishedEvent(envelope["id"], envelope["type"], account, n, tuple(d[0] for d in deliveries))
 
 
-_scripts: dict[int, Any] = {}
+class _ScriptInFlight(redis.RedisError):
+    """A Redis error while the enqueue script was being sent or run."""
+
+    def __init__(self, cause: redis.RedisError, *, maybe_sent: bool) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+        self.maybe_sent = maybe_sent
 
 
-def _script(r: redis.Redis) -> Any:
-    sc = _scripts.get(id(r))
-    if sc is None:
-        sc = _scripts[id(r)] = r.register_script(_PUBLISH_LUA)
-    return sc
+def _maybe_sent(exc: redis.RedisError) -> bool:
+    """False only when the error came while connecting (the command never left); a timeout
+    or a connection lost while waiting for the answer may follow a script that ran."""
+    text = str(exc)
+    return not ("connecting to" in text or "Timeout connecting" in text)
 
 
 def publish(account: str, event_type: str, data: Any, *, event_id: str | None = None) -> PublishedEvent:
@@ -155,12 +132,17 @@ def publish(account: str, event_type: str, data: Any, *, event_id: str | None = 
     Validates ``data`` against the event type's schema, stores the event once and
     enqueues one delivery task per matching subscription (ids only in the task).
     Call it after your database transaction commits. Publishing the same ``event_id``
-    twice enqueues once (the second returns ``duplicate=True``).
+    twice in one account enqueues once (the second returns ``duplicate=True``); event ids
+    belong to their account, so the same id in two accounts is two events.
 
     Raises:
         ValidationError / UnknownEventType / PayloadTooLarge: bad input; nothing enqueued.
-        PublishError: Redis could not be reached within WEBHOOKS_PUBLISH_TIMEOUT_S;
-            nothing enqueued (or, with WEBHOOKS_OUTBOX set, the event is spooled instead).
+        PublishError: Redis did not answer within WEBHOOKS_PUBLISH_TIMEOUT_S (or, with
+            WEBHOOKS_OUTBOX set, the event is spooled instead). ``error.event_id`` is the
+            event's id (generated before the call when you gave none) and
+            ``error.maybe_enqueued`` says whether the enqueue may have happened (Redis slow
+            rather than down): publish again with ``event_id=error.event_id`` and it is
+            enqueued exactly once either way.
     Returns:
         PublishedEvent with the event id and the number of deliveries enqueued.
     """
@@ -183,7 +165,12 @@ def publish(account: str, event_type: str, data: Any, *, event_id: str | None = 
         spooled = outboxing.spool_if_enabled(account, envelope)
         if spooled is not None:
             return spooled
+        maybe = isinstance(exc, _ScriptInFlight) and exc.maybe_sent
+        if isinstance(exc, _ScriptInFlight):
+            exc = exc.cause
+        what = (f"it may have been enqueued; publish again with event_id={envelope['id']!r} to be sure it is "
+                "enqueued exactly once") if maybe else "nothing was enqueued"
         raise PublishError(
-            f"could not reach Redis to publish {envelope['type']} {envelope['id']} for account {account}: "
-            f"{type(exc).__name__}; nothing was enqueued"
+            f"Redis did not answer in time to publish {envelope['type']} {envelope['id']} for account {account} "
+            f"({type(exc).__name__}): {what}", event_id=envelope["id"], maybe_enqueued=maybe,
         ) from None

@@ -8,7 +8,7 @@ attempt, a scheduled retry, a park and the mover all push it forward; an end rem
 Beat runs ``reconcile()`` every few seconds. A delivery past its time whose message is in
 no queue, not unacked and not parked is re-enqueued on the retries queue, with the same
 delivery id (so the same ``webhook-id``). Safe to run twice at once: the re-send happens
-in one Lua call that first checks the delivery is still overdue.
+in one Lua call (``state/lua/resend.lua``) that first checks the delivery is still overdue.
 """
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ import logging
 import time
 from typing import Any, Iterable
 
-from .connection import get_redis
-from .enqueue import DELIVER_TASK, DELIVERIES_QUEUE, RETRIES_QUEUE, task_message
+from .enqueue import DELIVERIES_QUEUE, RETRIES_QUEUE
 from .keys import K
-from .records import ENDED
+from .state import ENDED, get_store
 from .settings import get_settings
 
 __all__ = ["reconcile", "scan_interval_s", "UNACKED_KEY", "MAX_SCAN", "SCAN_LOCK_KEY"]
@@ -37,17 +36,6 @@ def scan_interval_s() -> float:
     """Least time between two full looks at the queues: a tenth of the progress deadline, at least 5 s."""
     return max(5.0, get_settings().progress_deadline_s / 10)
 
-_RESEND_LUA = """
--- KEYS: in-flight set, queue, delivery record; ARGV: delivery id, now, new deadline, message
-local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not due or tonumber(due) > tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('LPUSH', KEYS[2], ARGV[4])
-redis.call('HINCRBY', KEYS[3], 'reconciled', 1)
-return 1
-"""
-
-
 def _ids_in(messages: Iterable[bytes], unacked: bool = False) -> set[str]:
     ids: set[str] = set()
     for raw in messages:
@@ -55,7 +43,10 @@ def _ids_in(messages: Iterable[bytes], unacked: bool = False) -> set[str]:
             m = json.loads(raw)
             if unacked:
                 m = m[0]
-            args = json.loads(base64.b64decode(m["body"]))[0]
+            body = m["body"]
+            if m.get("properties", {}).get("body_encoding") == "base64":
+                body = base64.b64decode(body)
+            args = json.loads(body)[0]
             if args:
                 ids.add(str(args[0]))
         except (ValueError, KeyError, IndexError, TypeError):
@@ -76,7 +67,8 @@ def reconcile(now: float | None = None, limit: int = 1000) -> dict[str, int]:
     """Re-send overdue deliveries whose message is nowhere. Returns counts:
     {"overdue", "resent", "in_transit", "ended", "skipped"} ("skipped": overdue, but another
     look at the queues happened less than ``scan_interval_s()`` ago)."""
-    r = get_redis()
+    store = get_store()
+    r = store.redis
     now = time.time() if now is None else now
     deadline = repr(now + get_settings().progress_deadline_s)
     overdue = [d.decode() for d in r.zrangebyscore(K.inflight(), "-inf", now, start=0, num=limit)]
@@ -106,8 +98,7 @@ def reconcile(now: float | None = None, limit: int = 1000) -> dict[str, int]:
         elif did in transit or parked is not None:
             r.zadd(K.inflight(), {did: float(deadline)}, xx=True)
             counts["in_transit"] += 1
-        elif r.register_script(_RESEND_LUA)(keys=[K.inflight(), RETRIES_QUEUE, K.delivery(did)],
-                                            args=[did, repr(now), deadline, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]):
+        elif store.resend(did, RETRIES_QUEUE, now, float(deadline)):
             counts["resent"] += 1
             log.warning("reconcile: delivery %s had no message anywhere (lost between BRPOP and unacked); re-sent", did)
     return counts

@@ -1,5 +1,6 @@
 """Per-endpoint health figures for ``webhooks status``: success rate over the last hour and
-day (minute and hour buckets), recent latency percentiles, last error."""
+day (minute and hour buckets), recent latency percentiles, last error. Written by the
+state machine's ``settle`` (one call per attempt); read here."""
 from __future__ import annotations
 
 import json
@@ -7,37 +8,14 @@ import time
 from typing import Any
 
 from .connection import get_redis
+from .keys import K
 
-__all__ = ["record", "summary"]
+__all__ = ["summary"]
 
-_LATENCIES_KEPT = 1000
 
 
 def _k(sub_id: str, what: str) -> str:
-    return f"wh:st:{sub_id}:{what}"
-
-
-def record(sub_id: str, ok: bool, duration_ms: float, error: str | None, *, now: float | None = None,
-           pipe: Any = None) -> None:
-    """Count one attempt of ``sub_id``. With ``pipe`` the writes join the caller's pipeline."""
-    now = time.time() if now is None else now
-    field = "ok" if ok else "fail"
-    own = pipe is None
-    pipe = get_redis().pipeline(transaction=False) if own else pipe
-    mk, hk = _k(sub_id, f"m{int(now // 60)}"), _k(sub_id, f"h{int(now // 3600)}")
-    pipe.hincrby(mk, field, 1)
-    pipe.expire(mk, 3900)
-    pipe.hincrby(hk, field, 1)
-    pipe.expire(hk, 90000)
-    pipe.lpush(_k(sub_id, "lat"), round(duration_ms, 1))
-    pipe.ltrim(_k(sub_id, "lat"), 0, _LATENCIES_KEPT - 1)
-    pipe.expire(_k(sub_id, "lat"), 90000)
-    if not ok:
-        pipe.set(_k(sub_id, "last_error"), json.dumps({"at": now, "error": error}), ex=30 * 86400)
-    else:
-        pipe.set(_k(sub_id, "last_ok"), repr(now), ex=30 * 86400)
-    if own:
-        pipe.execute()
+    return K.stats(sub_id, what)
 
 
 def _rate(rows: list[list[bytes | None]]) -> tuple[int, int, float | None]:

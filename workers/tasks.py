@@ -23,6 +23,14 @@ log = logging.getLogger("webhooks.tasks")
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
+class DeadLettered(PermanentDeliveryError):
+    """The attempt ended the delivery and ``settle`` wrote its dead letter (with ``reason``)."""
+
+    def __init__(self, message: str, *, reason: str | None, **context: Any) -> None:
+        super().__init__(message, kind="dead_lettered", **context)
+        self.reason = reason
+
+
 class DeliveryTask(Task):  # type: ignore[misc]
     """A task whose autoretry countdown comes from our retry policy.
 
@@ -66,20 +74,25 @@ class DeliveryTask(Task):  # type: ignore[misc]
 def _dead_letter(exc: BaseException | None, args: Any) -> None:
     if not args:
         return
-    try:
+    if isinstance(exc, DeadLettered):
+        # The attempt's settle wrote this dead letter, with its reason; only report it.
+        monitoring.report_dead_letter(str(args[0]), exc.reason)
+        return
+    try:  # a failure outside the attempt (a killed pool child, an unexpected error)
         wrote = deadletters.record(str(args[0]), type(exc).__name__ if exc else None, error=str(exc) if exc else None)
     except Exception:  # never let the bookkeeping of one failure raise another
         log.exception("could not dead-letter delivery %s", args[0])
         return
     if wrote:  # on_failure and task_failure both get here: report only the write that happened
-        monitoring.report_dead_letter(str(args[0]))
+        monitoring.report_dead_letter(str(args[0]), None)
 
 
 @task_failure.connect
 def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,
                      args: Any = None, **_: Any) -> None:
-    # A killed pool child never runs on_failure; this signal still fires. Idempotent.
-    if getattr(sender, "name", None) == "webhooks.deliver":
+    # A killed pool child never runs on_failure; this signal still fires. on_failure has
+    # already handled an attempt's own dead letter.
+    if getattr(sender, "name", None) == "webhooks.deliver" and not isinstance(exception, DeadLettered):
         _dead_letter(exception, args)
 
 
@@ -87,7 +100,7 @@ def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: 
 def deliver(self: DeliveryTask, delivery_id: str) -> str:
     """Attempt one delivery and map the Outcome (see webhooks.delivery)."""
     try:
-        outcome = delivery.attempt(delivery_id)
+        outcome = delivery.deliver(delivery_id)
     except _REDIS_DOWN as exc:
         # Back to the head of its queue; if Redis is still down the message stays unacked in
         # Redis and comes back after the visibility timeout. At-least-once: same webhook-id.
@@ -102,12 +115,9 @@ def deliver(self: DeliveryTask, delivery_id: str) -> str:
             retry_after_s=outcome.delay_s,
         )
     if outcome.action == "dead":
-        raise PermanentDeliveryError(
-            outcome.error or outcome.reason or "failed",
-            kind=outcome.reason or "permanent",
-            status=outcome.status,
-            delivery_id=delivery_id,
-        )
+        # Already dead-lettered by the attempt; raised so Celery (and Flower) see a failure.
+        raise DeadLettered(outcome.error or outcome.reason or "failed", reason=outcome.reason,
+                           status=outcome.status, delivery_id=delivery_id)
     return outcome.action
 
 

@@ -205,24 +205,20 @@ def test_chat_to_slack_sends_the_sentence_for_ratings_of_two_or_less_only(config
 # --- a filtered-out event costs no task -----------------------------------------------------
 
 
-class ScriptSpy:
-    """Wraps the producer's enqueue script and records the task messages of each call."""
+class PublishSpy:
+    """Wraps the state machine's publish and records the subscriptions each call enqueued for."""
 
-    def __init__(self, real: Callable[[Any], Any]) -> None:
+    def __init__(self, real: Callable[..., Any]) -> None:
         self.real = real
-        self.calls: list[list[Any]] = []
+        self.calls: list[list[str]] = []
 
-    def __call__(self, r: Any) -> Callable[..., Any]:
-        script = self.real(r)
-
-        def call(*, keys: list[Any], args: list[Any]) -> Any:
-            self.calls.append(list(args))
-            return script(keys=keys, args=args)
-
-        return call
+    def __call__(self, store: Any, account: str, event_id: str, event_type: str, body: bytes, ttl_s: int,
+                 deliveries: list[tuple[str, str, str]], token: str) -> Any:
+        self.calls.append([sub_id for _, sub_id, _ in deliveries])
+        return self.real(store, account, event_id, event_type, body, ttl_s, deliveries, token=token)
 
     def subscriptions_enqueued(self) -> list[str]:
-        return [sub for call in self.calls for sub in call[producer.DELIVERY_ARGS_START + 1::3]]
+        return [sub for call in self.calls for sub in call]
 
 
 def test_a_filtered_out_event_costs_no_task(configured, worker, receiver, account, monkeypatch):
@@ -230,8 +226,10 @@ def test_a_filtered_out_event_costs_no_task(configured, worker, receiver, accoun
     slack = webhooks.subscriptions.create(account, receiver.url("/slack"), ["rating.submitted"], transform={
         "filter": "data.score <= `2`", "template": "slack", "text": "Rating: {data.score}"})
     analytics = webhooks.subscriptions.create(account, receiver.url("/analytics"), ["*"])
-    spy = ScriptSpy(producer._script)
-    monkeypatch.setattr(producer, "_script", spy)
+    from webhooks.state import DeliveryStore
+
+    spy = PublishSpy(DeliveryStore.publish)
+    monkeypatch.setattr(DeliveryStore, "publish", spy)
     # When a 5-star rating is published
     published = webhooks.publish(account, "rating.submitted", jane_rating(5))
     # Then one delivery is enqueued, for analytics only: no record, no task message for Slack
@@ -247,7 +245,7 @@ def test_a_filtered_out_event_costs_no_task(configured, worker, receiver, accoun
     skipped = webhooks.publish(alone, "rating.submitted", jane_rating(5))
     assert (skipped.deliveries, skipped.delivery_ids) == (0, ())
     assert len(spy.calls) == calls_before
-    assert get_redis().exists(K.event(skipped.id)) == 0
+    assert get_redis().exists(K.event(account, skipped.id)) == 0
     assert get_redis().zcard(K.deliveries(alone)) == 0
 
 

@@ -19,8 +19,8 @@ GIVEN_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="  # 32 b
 
 def _dead_letter(r: fakeredis.FakeRedis, account: str, sub_id: str, delivery_id: str) -> None:
     """A delivery of ``sub_id`` that died (as the worker leaves it)."""
-    r.set(K.event("evt_1"), b'{"id":"evt_1"}')
-    r.set(K.event_refs("evt_1"), 1)
+    r.set(K.legacy_event("evt_1"), b'{"id":"evt_1"}')
+    r.set(K.legacy_event_refs("evt_1"), 1)  # a record from before event ids were scoped by account
     r.hset(K.delivery(delivery_id), mapping={"account": account, "sub": sub_id, "evt": "evt_1", "type": "message.sent",
                                              "status": "retrying", "created": repr(time.time()), "attempts": 3})
     assert deadletters.record(delivery_id, "exhausted")

@@ -36,17 +36,17 @@ def test_an_event_is_enqueued_once_per_matching_subscription_with_ids_only(fake_
         assert m["headers"]["argsrepr"] == repr(args)
         assert data["visitor"]["email"] not in json.dumps(m)
     # And the payload is stored once, with one record per delivery
-    assert json.loads(fake_redis.get(K.event(published.id)))["data"] == events.validate("conversation.ended", data)
+    assert json.loads(fake_redis.get(K.event(published.account, published.id)))["data"] == events.validate("conversation.ended", data)
     subs = {fake_redis.hget(K.delivery(d), "sub").decode() for d in published.delivery_ids}
     assert subs == {a.id, b.id}
-    assert int(fake_redis.get(K.event_refs(published.id))) == 2
+    assert int(fake_redis.get(K.event_refs(published.account, published.id))) == 2
 
 
 def test_an_account_with_no_subscriptions_enqueues_nothing(fake_redis):
     published = webhooks.publish("nobody", "message.sent", events.sample("message.sent"))
     assert published.deliveries == 0
     assert fake_redis.llen(DELIVERIES_QUEUE) == 0
-    assert fake_redis.get(K.event(published.id)) is None
+    assert fake_redis.get(K.event(published.account, published.id)) is None
 
 
 def test_another_accounts_subscriptions_never_match(fake_redis):

@@ -1,5 +1,6 @@
 """Deliveries that find every slot of their endpoint taken park and are woken, oldest
-first, when a slot is released; they do not poll."""
+first, when a slot is released; they do not poll. (``claim`` parking a delivery and
+``settle`` waking it: tests/unit/test_attempt.py.)"""
 from __future__ import annotations
 
 import json
@@ -7,10 +8,9 @@ import time
 
 import fakeredis
 
-from webhooks import delivery, mover
+from webhooks import mover
 from webhooks.enqueue import RETRIES_QUEUE
 from webhooks.keys import K
-from webhooks.limits import EndpointSlots
 
 
 def _queued_ids(r: fakeredis.FakeRedis) -> list[str]:
@@ -51,29 +51,3 @@ def test_nobody_waiting_wakes_nobody(fake_redis: fakeredis.FakeRedis) -> None:
     # Given no waiters, When a slot is released, Then nothing is queued
     assert mover.wake_one("sub_x") is None
     assert fake_redis.llen(RETRIES_QUEUE) == 0
-
-
-def test_a_busy_endpoint_parks_the_delivery_until_its_lease_at_the_latest(fake_redis: fakeredis.FakeRedis) -> None:
-    # Given the endpoint's only slot is held
-    slots = EndpointSlots(fake_redis)
-    assert slots.acquire("sub_x", "msg_holder", 1, 35)
-    # When another delivery finds it busy
-    outcome = delivery._wait_for_slot("msg_waiter", "sub_x", slots, 1, 35)
-    # Then it is parked (no polling retry), due after the lease at the latest, and waiting
-    assert outcome.action == "park" and outcome.reason == "endpoint busy"
-    due = fake_redis.zscore(K.parked(), "msg_waiter")
-    assert due is not None and 34 <= due - time.time() <= 35
-    assert fake_redis.llen(RETRIES_QUEUE) == 0
-    # When the holder releases its slot and wakes the oldest waiter, Then the waiter is queued
-    slots.release("sub_x", "msg_holder")
-    assert mover.wake_one("sub_x") == "msg_waiter"
-
-
-def test_a_slot_released_while_registering_is_not_lost(fake_redis: fakeredis.FakeRedis) -> None:
-    # Given every slot was released between the failed acquire and the registration
-    slots = EndpointSlots(fake_redis)
-    # When the delivery registers as a waiter
-    delivery._wait_for_slot("msg_late", "sub_x", slots, 1, 35)
-    # Then it wakes itself at once instead of waiting for its fallback time
-    assert _queued_ids(fake_redis) == ["msg_late"]
-    assert fake_redis.zscore(K.parked(), "msg_late") is None
