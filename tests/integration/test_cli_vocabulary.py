@@ -26,8 +26,8 @@ pytestmark = pytest.mark.integration
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 # The field names docs/cli.md promises: times, integers and numbers wherever they appear.
 TIME_FIELDS = {"at", "created", "updated", "created_at", "updated_at", "died_at", "rotation_grace_until", "opened_at",
-               "retry_at", "last_ok", "since"}
-INT_FIELDS = {"attempts", "retries", "last_status", "duplicates", "number"}
+               "retry_at", "last_ok", "since", "due", "delivered_at"}
+INT_FIELDS = {"attempts", "retries", "last_status", "duplicates", "number", "replays", "reconciled", "v"}
 FLOAT_FIELDS = {"duration_ms", "rate_limit_per_s"}
 
 
@@ -92,7 +92,7 @@ def test_every_json_output_is_typed_numbers_booleans_and_iso_times(configured, a
     # Given a subscription with one published delivery that died (and an attempt logged by send-test)
     published = webhooks.publish(account, "conversation.ended", events.sample("conversation.ended"))
     (delivery_id,) = published.delivery_ids
-    assert deadletters.record(delivery_id, "exhausted", error="http_500", status=500)
+    assert deadletters.record(delivery_id, "exhausted", error="http_500")
     a = ("--account", account)
     outputs: dict[str, Any] = {
         "subscriptions show": json_of(configured, "subscriptions", "show", *a, sub["id"]),
@@ -126,7 +126,7 @@ def test_every_json_output_is_typed_numbers_booleans_and_iso_times(configured, a
     assert test_delivery["attempts"] == 1 and test_delivery["status"] == "discarded"
     assert isinstance(test_delivery["attempt_log"][0]["duration_ms"], float) and ISO_UTC.match(test_delivery["attempt_log"][0]["at"])
     (dead,) = outputs["dead-letters list"]
-    assert dead["status"] == 500 and dead["attempts"] == 0 and ISO_UTC.match(dead["died_at"])
+    assert dead["delivery_id"] == delivery_id and dead["attempts"] == 0 and ISO_UTC.match(dead["died_at"])
     assert outputs["subscriptions update"]["rate_limit_per_s"] == 5.0
     assert outputs["subscriptions disable"] == {"id": sub["id"], "enabled": False, "disabled_reason": "disabled by operator",
                                                 "changed": True}

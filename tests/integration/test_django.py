@@ -145,7 +145,7 @@ def test_commit_publishes_once_and_a_retried_request_does_not_send_again(dj, acc
         from webhooks.contrib.django import publish_on_commit
 
         publish_on_commit(account, "conversation.ended", {"conversation_id": "c-early"}, event_id="c-early-ended")
-        assert deliveries(account) == 0 and not get_redis().exists(K.event("c-early-ended"))
+        assert deliveries(account) == 0 and not get_redis().exists(K.event(account, "c-early-ended"))
     # And once it commits, one delivery
     assert deliveries(account) == 1
     # When the view ends a conversation (it publishes on commit with an id derived from the row)

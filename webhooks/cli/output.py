@@ -25,10 +25,10 @@ __all__ = ["TIME_FIELDS", "INT_FIELDS", "FLOAT_FIELDS", "iso", "typed", "typed_d
 # Fields that hold a time (unix seconds in storage) wherever they appear.
 TIME_FIELDS = frozenset({
     "at", "created", "updated", "created_at", "updated_at", "died_at", "rotation_grace_until", "opened_at",
-    "retry_at", "last_ok", "since", "until", "due", "due_at", "next_at", "parked_until", "started_at",
+    "retry_at", "last_ok", "since", "until", "due", "due_at", "next_at", "parked_until", "started_at", "delivered_at",
 })
 # Fields stored as text in a Redis hash that are integers / numbers.
-INT_FIELDS = frozenset({"attempts", "retries", "last_status", "status", "duplicates", "number"})
+INT_FIELDS = frozenset({"attempts", "retries", "last_status", "status", "duplicates", "number", "replays", "reconciled", "v"})
 FLOAT_FIELDS = frozenset({"duration_ms", "rate_limit_per_s"})
 
 # C0 controls, DEL, C1 controls, and the bidirectional overrides that reorder a line on screen.
