@@ -27,7 +27,11 @@ integration: $(STAMP)
 faults: $(STAMP)
 	$(PY) -m pytest -q tests/faults
 
-bench: $(STAMP)  ## throughput, publish latency, isolation ratio (figures in the README)
+$(VENV)/.bench-installed: pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,demo,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed  ## side by side with a plain Celery task, publish latency, isolation (figures in the README)
 	$(PY) -m bench
 
 chaos: $(STAMP)  ## a minute of steady load with random faults; prints the ledger table

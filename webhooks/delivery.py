@@ -205,7 +205,7 @@ def attempt(
     record = Attempt(delivery_id=delivery_id, subscription_id=sub.id if sub else "", number=number, at=started,
                      duration_ms=round(duration_s * 1000, 2), status=status, error=kind,
                      verdict=verdict.name.lower(), response=response_text)
-    settled = store.settle(record, action=action, ok=verdict is Verdict.DELIVERED,
+    settled = store.settle(claim, record, action=action, ok=verdict is Verdict.DELIVERED,
                            counts=kind not in _NOT_THE_ENDPOINT, error_kind=kind, error=error, reason=reason,
                            delay_s=delay)
     log.info("delivery %s attempt %d: %s in %.0f ms -> %s", delivery_id, number,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable
 
@@ -248,13 +250,35 @@ def list_subscriptions(account: str) -> list[Subscription]:
     return sorted(readable(account, get_redis().hgetall(K.subs(account))), key=lambda s: s.created_at)
 
 
+_decoded: "OrderedDict[bytes, Subscription]" = OrderedDict()
+_decoded_lock = threading.Lock()
+_DECODED_KEPT = 8192
+
+
+def _decode(value: bytes) -> Subscription:
+    """``Subscription.from_json`` once per stored version (the JSON changes with every
+    update, so it is its own version): the producer reads every subscription of an account
+    on every publish. The objects are frozen, so sharing them is safe."""
+    with _decoded_lock:
+        hit = _decoded.get(value)
+        if hit is not None:
+            _decoded.move_to_end(value)
+            return hit
+    sub = Subscription.from_json(value)
+    with _decoded_lock:
+        _decoded[value] = sub
+        while len(_decoded) > _DECODED_KEPT:
+            _decoded.popitem(last=False)
+    return sub
+
+
 def readable(account: str, raw: dict[bytes, bytes]) -> list[Subscription]:
     """Parse an account's stored records; an unreadable one is logged and skipped, so one
     damaged record never stops deliveries or listings for the rest of the account."""
     out = []
     for sub_id, value in raw.items():
         try:
-            out.append(Subscription.from_json(value))
+            out.append(_decode(value))
         except (ValueError, TypeError, KeyError):
             log.error("subscription record %r of account %s is unreadable; skipped", sub_id, account)
     return out

@@ -26,7 +26,8 @@ _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 class DeadLettered(PermanentDeliveryError):
     """The attempt ended the delivery and ``settle`` wrote its dead letter (with ``reason``)."""
 
-    def __init__(self, message: str, *, reason: str | None, **context: Any) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, **context: Any) -> None:
+        # reason has a default: Celery pickles the exception (cls(*args), then its __dict__)
         super().__init__(message, kind="dead_lettered", **context)
         self.reason = reason
 

@@ -113,7 +113,7 @@ def test_a_second_settle_of_a_delivered_delivery_counts_a_duplicate(world: World
     claim = world.store.claim(world.did)
     assert claim.action == "go"
     done = Attempt(world.did, world.sub.id, 1, time.time(), 1.0, 200, None, "delivered")
-    first = world.store.settle(done, action="delivered", ok=True, counts=True, error_kind=None, error=None)
-    second = world.store.settle(done, action="delivered", ok=True, counts=True, error_kind=None, error=None)
+    first = world.store.settle(claim, done, action="delivered", ok=True, counts=True, error_kind=None, error=None)
+    second = world.store.settle(claim, done, action="delivered", ok=True, counts=True, error_kind=None, error=None)
     assert (first.result, second.result) == ("delivered", "duplicate")
     assert records.load(world.did)["duplicates"] == "1"

@@ -29,7 +29,8 @@ def free_port() -> int:
 class RedisServer:
     """``redis-server config/redis.conf`` on its own port and directory; killed by pid."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, args: tuple[str, ...] = ()) -> None:
+        self.args = args
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -52,7 +53,7 @@ class RedisServer:
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [REDIS_SERVER, str(REDIS_CONF), "--port", str(self.port), "--dir", str(self.dir),
-             "--daemonize", "no", "--bind", "127.0.0.1"],
+             "--daemonize", "no", "--bind", "127.0.0.1", *self.args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()

@@ -222,7 +222,7 @@ def test_a_taken_slot_parks_the_delivery_until_a_release_wakes_it(world: World) 
     world.transport.script(_http(200))
     # When two deliveries come: the first takes the last slot... (its settle is held back)
     claim = world.store.claim(other)
-    assert claim.action == "go"
+    assert claim.action == "go" and (claim.account, claim.subscription_id) == (world.account, world.sub.id)
     # ...and the second finds none
     out = world.attempt()
     # Then the second waits in the parked set, due at the lease's end at the latest, no request
@@ -233,7 +233,7 @@ def test_a_taken_slot_parks_the_delivery_until_a_release_wakes_it(world: World) 
     # When the first attempt settles, Then its release wakes the waiter onto the retries queue
     from webhooks.state import Attempt
 
-    settled = world.store.settle(Attempt(other, world.sub.id, 1, world.clock(), 1.0, 200, None, "delivered"),
+    settled = world.store.settle(claim, Attempt(other, world.sub.id, 1, world.clock(), 1.0, 200, None, "delivered"),
                                  action="delivered", ok=True, counts=True, error_kind=None, error=None)
     assert settled.woken == world.did
     assert world.record()["status"] == "retrying" and world.r.zscore(K.parked(), world.did) is None
@@ -265,7 +265,8 @@ def test_a_half_open_breaker_sends_one_probe_and_its_success_closes_it(world: Wo
     clock.advance(world.settings.breaker_cooldown_s + 1)
     second = webhooks.publish(world.account, "message.sent", events.sample("message.sent")).delivery_ids[0]
     # Given the first delivery after the cool-down becomes the probe (claimed, not yet settled)
-    assert world.store.claim(second).action == "go"
+    probe = world.store.claim(second)
+    assert probe.action == "go"
     assert b.state(world.sub.id)["state"] == "half_open"
     # When another comes while the probe is out, Then it waits (probe wait at most)
     out = world.attempt()
@@ -274,7 +275,7 @@ def test_a_half_open_breaker_sends_one_probe_and_its_success_closes_it(world: Wo
     # deliveries flow again
     from webhooks.state import Attempt
 
-    settled = world.store.settle(Attempt(second, world.sub.id, 1, world.clock(), 1.0, 200, None, "delivered"),
+    settled = world.store.settle(probe, Attempt(second, world.sub.id, 1, world.clock(), 1.0, 200, None, "delivered"),
                                  action="delivered", ok=True, counts=True, error_kind=None, error=None)
     assert (settled.breaker_before, settled.breaker_after) == ("half_open", "closed")
     assert b.state(world.sub.id)["state"] == "closed"
@@ -357,3 +358,15 @@ def test_a_killed_pool_child_is_still_dead_lettered(world: World) -> None:
     letter = deadletters.get(world.account, world.did)
     assert letter["subscription_id"] == world.sub.id and letter["reason"] == "WorkerLostError"
     assert not deadletters.record(world.did, "again")
+
+
+def test_claim_reads_enabled_and_rate_from_the_top_level_of_the_subscription_only(fake_redis, clock) -> None:  # type: ignore[no-untyped-def]
+    # Given a subscription whose text and mapping mention "enabled":false and rate_limit_per_s
+    clock.now = time.time()
+    w = World(fake_redis, clock, description='"enabled":false', transform={
+        "mapping": {"rate_limit_per_s": "data.text", "enabled": "`false`"}})
+    w.transport.script(_http(200), _http(200))
+    second = webhooks.publish(w.account, "message.sent", events.sample("message.sent")).delivery_ids[0]
+    # When two deliveries go at once, Then neither is discarded nor rate limited
+    assert w.attempt().action == "delivered"
+    assert delivery.attempt(second, store=w.store, transport=w.transport, clock=w.clock).action == "delivered"

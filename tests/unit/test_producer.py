@@ -156,3 +156,18 @@ def test_a_stored_transform_that_no_longer_compiles_is_enqueued_to_fail_visibly(
     published = webhooks.publish("acme", "message.sent", events.sample("message.sent"))
     assert published.deliveries == 2
     assert {fake_redis.hget(K.delivery(d), "sub").decode() for d in published.delivery_ids} == {sub.id, other.id}
+
+
+def test_the_same_event_id_in_two_accounts_is_two_events(fake_redis):
+    # Given two tenants that both key their events "conversation id plus event name"
+    subscriptions.create("tenant-a", "https://127.0.0.1/a", ["custom.x"])
+    subscriptions.create("tenant-b", "https://127.0.0.1/b", ["custom.x"])
+    # When both publish the same event id
+    a = webhooks.publish("tenant-a", "custom.x", {"n": 1}, event_id="conv123-ended")
+    b = webhooks.publish("tenant-b", "custom.x", {"n": 2}, event_id="conv123-ended")
+    # Then each is enqueued, with its own stored payload; neither is a duplicate of the other
+    assert (a.deliveries, a.duplicate, b.deliveries, b.duplicate) == (1, False, 1, False)
+    assert json.loads(fake_redis.get(K.event("tenant-a", "conv123-ended")))["data"] == {"n": 1}
+    assert json.loads(fake_redis.get(K.event("tenant-b", "conv123-ended")))["data"] == {"n": 2}
+    # and a second publish in the same account still is one
+    assert webhooks.publish("tenant-a", "custom.x", {"n": 1}, event_id="conv123-ended").duplicate

@@ -9,9 +9,10 @@ the Lua behind them (``lua/*.lua``, loaded once; see ``scripts``).
     dead ──replay──▶ pending            dead ──purge──▶ discarded
 
 Nobody else writes a delivery's status. An attempt talks to Redis twice: ``claim`` before
-the request and ``settle`` after it. Keys come from ``webhooks.keys.K``: fixed ones as KEYS,
-and, for keys a script finds only in the record (the subscription, the payload, the
-endpoint's slots and breaker), templates made by ``K.template``.
+the request and ``settle`` after it. Keys come from ``webhooks.keys.K`` and are passed as
+KEYS, except where a script learns an id only from what it reads: ``claim`` finds the
+account, subscription and event in the record, and a release wakes a delivery it finds in
+the waiters' set; those keys are templates made by ``K.template`` and filled in by the script.
 """
 from __future__ import annotations
 
@@ -70,6 +71,11 @@ class Claim:
     retries: int = 0
     attempts: int = 0
     created: float | None = None
+    account: str = ""
+    subscription_id: str = ""
+    event_id: str = ""
+    version: str | None = None
+    event_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,11 +122,7 @@ class DeliveryStore:
             _num(s.breaker_cooldown_s), str(BREAKER_IDLE_TTL_S), _num(s.disable_after_s),
             str(s.dead_letter_retention_s), str(LATENCIES_KEPT),
         ]
-        self._settle_templates = [
-            t(K.event, 2), t(K.event_refs, 2), t(K.legacy_event), t(K.legacy_event_refs), t(K.slots),
-            t(K.slot_waiters), t(K.breaker), t(K.breaker_requests), t(K.breaker_failures), t(K.stats, 2),
-            t(K.dead), t(K.dead_index), t(K.delivery),
-        ]
+        self._record_template = t(K.delivery)
         self._wake_message = threading.local()
 
     @property
@@ -160,7 +162,9 @@ class DeliveryStore:
         action = _text(out[0])
         if action == "go":
             return Claim("go", subscription=out[1], payload=out[2], retries=int(out[3]), attempts=int(out[4]),
-                         created=float(out[5]) if out[5] else None)
+                         created=float(out[5]) if out[5] else None, account=_text(out[6]),
+                         subscription_id=_text(out[7]), event_id=_text(out[8]), version=_text(out[9]) or None,
+                         event_type=_text(out[10]))
         if action in ("wait", "park"):
             return Claim(action, reason=_text(out[2]), delay_s=float(out[1]))
         return Claim(action, reason=_text(out[1]))
@@ -171,21 +175,29 @@ class DeliveryStore:
             msg = self._wake_message.value = task_message(DELIVER_TASK, ["{1}"], RETRIES_QUEUE, raw_body=True)
         return msg
 
-    def settle(self, attempt: Attempt, *, action: str, ok: bool, counts: bool, error_kind: str | None,
-               error: str | None, reason: str | None = None, delay_s: float | None = None) -> Settled:
-        """Record ``attempt`` and apply ``action`` ("delivered", "retry": a countdown of
-        ``delay_s``, "park": the long tier, "dead": dead-lettered with ``reason``), release
-        the endpoint slot and wake one waiter (one call). ``counts``: the result is the
-        endpoint's doing (not a refused URL or a failed transform), so it feeds the breaker."""
-        did = attempt.delivery_id
+    def settle(self, claim: Claim, attempt: Attempt, *, action: str, ok: bool, counts: bool,
+               error_kind: str | None, error: str | None, reason: str | None = None,
+               delay_s: float | None = None) -> Settled:
+        """Record ``attempt`` of the delivery ``claim`` let go, and apply ``action``
+        ("delivered", "retry": a countdown of ``delay_s``, "park": the long tier, "dead":
+        dead-lettered with ``reason``); release the endpoint slot and wake one waiter (one
+        call). ``counts``: the result is the endpoint's doing (not a refused URL or a failed
+        transform), so it feeds the breaker and the continuous-failure clock."""
+        did, sub, account = attempt.delivery_id, claim.subscription_id, claim.account
         now = self.clock()
-        wake = self._wake_template()
-        out = run(self.redis, "settle",
-                  [K.delivery(did), K.inflight(), K.parked(), K.attempts(did), RETRIES_QUEUE],
+        payload, refs = self.payload_keys(account, claim.event_id, claim.version)
+        keys = [K.delivery(did), K.inflight(), K.parked(), K.attempts(did), RETRIES_QUEUE, payload, refs,
+                K.slots(sub), K.slot_waiters(sub), K.breaker(sub), K.breaker_requests(sub), K.breaker_failures(sub),
+                K.stats(sub, f"m{int(now // 60)}"), K.stats(sub, f"h{int(now // 3600)}"), K.stats(sub, "lat"),
+                K.stats(sub, "last_ok"), K.stats(sub, "last_error"), K.stats(sub, "failing_since"),
+                K.dead(account), K.dead_index(account)]
+        out = run(self.redis, "settle", keys,
                   [_num(now), did, action, _num(delay_s or 0.0),
                    json.dumps(asdict(attempt), separators=(",", ":")), "1" if ok else "0", "1" if counts else "0",
                    str(attempt.duration_ms), error_kind or "", "" if attempt.status is None else str(attempt.status),
-                   error or "", reason or "", *self._settle_tail, wake, *self._settle_templates])
+                   error or "", reason or "", *self._settle_tail, self._wake_template(), self._record_template,
+                   str(int(now)), account, sub, claim.event_id, claim.event_type,
+                   "" if claim.created is None else _num(claim.created), claim.version or ""])
         woken = _text(out[4]) or None
         if woken:  # the message (its task id and delivery tag) was used: the next one is new
             self._wake_message.value = None

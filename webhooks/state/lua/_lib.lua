@@ -36,11 +36,13 @@ local function hgetall(key)
   return h
 end
 
--- Endpoint slots: sorted set holder -> lease expiry. Expired leases are reclaimed first.
--- True when `holder` holds a slot already or one is free (nothing is taken).
+-- Endpoint slots: sorted set holder -> lease expiry. True when `holder` holds a slot already
+-- or one is free (nothing is taken). Expired leases (holders killed mid-attempt) are reclaimed
+-- only when the set looks full: the common case costs two reads.
 local function slot_free(key, now, holder, limit)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   if redis.call('ZSCORE', key, holder) then return true end
+  if redis.call('ZCARD', key) < tonumber(limit) then return true end
+  if redis.call('ZREMRANGEBYSCORE', key, '-inf', now) == 0 then return false end
   return redis.call('ZCARD', key) < tonumber(limit)
 end
 
@@ -123,8 +125,8 @@ local function breaker_record(key, kreq, kfail, now, ok, second, window, min_req
     end
     return sum
   end
-  redis.call('HINCRBY', kreq, second, 1)
-  redis.call('EXPIRE', kreq, idle_ttl)
+  -- the expiry is renewed once per second bucket (the first count in it), not per attempt
+  if redis.call('HINCRBY', kreq, second, 1) == 1 then redis.call('EXPIRE', kreq, idle_ttl) end
   if ok then
     -- forget old buckets now and then (one field per second of traffic otherwise piles up)
     if redis.call('HLEN', kreq) > tonumber(window) + 60 then total(kreq) end

@@ -7,19 +7,21 @@
 --       8 breaker probe wait s, 9 idle ttl s, 10 rate booking grace s,
 --       11.. key templates: subs, event, event refs, legacy event, legacy refs, slots, rate,
 --       rate held, breaker, slot waiters
--- Returns {"go", subscription json, payload, retries, attempts, created}
+-- Returns {"go", subscription json, payload, retries, attempts, created, account, subscription id,
+--         event id, key layout, event type}
 --       | {"wait", delay, reason} | {"park", delay, reason} | {"discard", reason} | {"skip", reason}
 local now = tonumber(ARGV[1])
 local did = ARGV[2]
 local progress = tonumber(ARGV[3])
-local rec = hgetall(KEYS[1])
-if not rec.status then return {'skip', 'unknown delivery'} end
-local st = rec.status
+local f = redis.call('HMGET', KEYS[1], 'status', 'account', 'sub', 'evt', 'v', 'retries', 'attempts', 'created',
+                     'type')
+local st = f[1]
+if not st then return {'skip', 'unknown delivery'} end
 if st == 'delivered' or st == 'dead' or st == 'discarded' then return {'skip', 'already ' .. st} end
 
-local account, sub_id, evt = rec.account, rec.sub, rec.evt
+local account, sub_id, evt = f[2], f[3], f[4]
 local ev, refs
-if rec.v then
+if f[5] then
   ev, refs = fill(ARGV[12], account, evt), fill(ARGV[13], account, evt)
 else
   ev, refs = fill(ARGV[14], evt), fill(ARGV[15], evt)
@@ -46,17 +48,18 @@ end
 
 local sub_raw = redis.call('HGET', fill(ARGV[11], account), sub_id)
 if not sub_raw then return discard('subscription deleted') end
-local sub = cjson.decode(sub_raw)
-if sub.enabled == false then
-  local why = sub.disabled_reason
+-- Read without decoding (webhooks.subscriptions.Subscription.to_json writes compact JSON in
+-- field order: "enabled" is the first key of that name, "rate_limit_per_s" the last field).
+if string.match(sub_raw, '"enabled":(%a+)') == 'false' then
+  local why = cjson.decode(sub_raw).disabled_reason
   if type(why) ~= 'string' or why == '' then why = 'by operator' end
   return discard('subscription disabled: ' .. why)
 end
 local body = redis.call('GET', ev)
 if not body then return discard('event payload expired') end
 
-local rate = sub.rate_limit_per_s
-if type(rate) == 'number' and rate > 0 then
+local rate = tonumber(string.match(sub_raw, '"rate_limit_per_s":([^,}]+)}$'))
+if rate and rate > 0 then
   local w = tonumber(rate_reserve(fill(ARGV[17], sub_id), fill(ARGV[18], sub_id), now, 1.0 / rate, 1, did,
                                   tonumber(ARGV[10])))
   if w > 0 then return wait(w, 'rate limited') end
@@ -81,4 +84,4 @@ if allowed[1] == 0 then return wait(math.max(tonumber(allowed[2]), 1.0), 'circui
 slot_take(slots, did, fmt(now + lease), math.ceil(lease * 1000))
 redis.call('HSET', KEYS[1], 'status', 'attempting', 'updated', ARGV[1])
 redis.call('ZADD', KEYS[2], 'XX', fmt(now + lease + progress), did)
-return {'go', sub_raw, body, rec.retries or '0', rec.attempts or '0', rec.created or ''}
+return {'go', sub_raw, body, f[6] or '0', f[7] or '0', f[8] or '', account, sub_id, evt, f[5] or '', f[9] or ''}

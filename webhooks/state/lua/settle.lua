@@ -1,81 +1,73 @@
 -- settle: the one Redis call after an attempt. Logs the attempt, counts it for the endpoint's
 -- health and breaker, applies the status transition the caller decided, releases the payload
 -- when the delivery ended, gives the endpoint slot back and wakes one waiter.
--- KEYS: 1 delivery record, 2 in-flight set, 3 parked set, 4 attempt log, 5 retries queue
+-- KEYS: 1 delivery record, 2 in-flight set, 3 parked set, 4 attempt log, 5 retries queue,
+--       6 event payload, 7 event refs, 8 endpoint slots, 9 slot waiters, 10 breaker,
+--       11 breaker requests, 12 breaker failures, 13 stats minute bucket, 14 stats hour bucket,
+--       15 latencies, 16 last ok, 17 last error, 18 failing since, 19 dead letters, 20 dead index
 -- ARGV: 1 now, 2 delivery id, 3 action (delivered | retry | park | dead), 4 delay s,
 --       5 attempt json, 6 ok (1/0), 7 counts for the endpoint (1/0), 8 duration ms,
 --       9 error kind, 10 status code, 11 error message, 12 reason,
 --       13 attempts kept, 14 attempt retention s, 15 progress deadline s,
 --       16 breaker window s, 17 breaker min requests, 18 breaker failure ratio,
 --       19 breaker cooldown s, 20 idle ttl s, 21 disable after s, 22 dead-letter retention s,
---       23 latencies kept, 24 wake message (the delivery id as {1}),
---       25.. key templates: subscription's own event, event refs, legacy event, legacy refs,
---       slots, slot waiters, breaker, breaker requests, breaker failures, stats, dead, dead index,
---       delivery record
+--       23 latencies kept, 24 wake message (the delivery id as {1}), 25 delivery record template,
+--       26 the current second, 27 account, 28 subscription id, 29 event id, 30 event type,
+--       31 created, 32 key layout ('' for legacy)
 -- Returns {result, breaker before, breaker after, disable (1/0), woken delivery id or ""}
---   result: "delivered" | "duplicate" | "retry" | "park" | "dead" | "dead_again"
+--   result: "delivered" | "duplicate" | "retry" | "park" | "dead" | "dead_again" | "gone"
 local now = tonumber(ARGV[1])
 local did = ARGV[2]
 local action = ARGV[3]
 local ok = ARGV[6] == '1'
 local progress = tonumber(ARGV[15])
-local f = redis.call('HMGET', KEYS[1], 'account', 'sub', 'evt', 'v', 'type', 'created', 'status', 'reason')
-local account, sub_id, evt, v, etype, created, status = f[1], f[2], f[3], f[4], f[5], f[6], f[7]
-if not account then return {'gone', 'closed', 'closed', 0, ''} end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'gone', 'closed', 'closed', 0, ''} end
 
 -- the attempt log
-redis.call('LPUSH', KEYS[4], ARGV[5])
-redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[13]) - 1)
+if redis.call('LPUSH', KEYS[4], ARGV[5]) > tonumber(ARGV[13]) then
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[13]) - 1)
+end
 redis.call('EXPIRE', KEYS[4], ARGV[14])
 
--- the endpoint's health figures
-local mk = fill(ARGV[34], sub_id, 'm' .. math.floor(now / 60))
-local hk = fill(ARGV[34], sub_id, 'h' .. math.floor(now / 3600))
+-- the endpoint's health figures (an expiry is set when a bucket or list is new; the latency
+-- list is trimmed and its expiry renewed every hundred pushes: same bounds, fewer commands)
 local field = ok and 'ok' or 'fail'
-redis.call('HINCRBY', mk, field, 1)
-redis.call('EXPIRE', mk, 3900)
-redis.call('HINCRBY', hk, field, 1)
-redis.call('EXPIRE', hk, 90000)
-local lat = fill(ARGV[34], sub_id, 'lat')
-redis.call('LPUSH', lat, ARGV[8])
-redis.call('LTRIM', lat, 0, tonumber(ARGV[23]) - 1)
-redis.call('EXPIRE', lat, 90000)
+if redis.call('HINCRBY', KEYS[13], field, 1) == 1 then redis.call('EXPIRE', KEYS[13], 3900) end
+if redis.call('HINCRBY', KEYS[14], field, 1) == 1 then redis.call('EXPIRE', KEYS[14], 90000) end
+local kept = tonumber(ARGV[23])
+local n = redis.call('LPUSH', KEYS[15], ARGV[8])
+if n == 1 or n > kept + 100 then
+  redis.call('LTRIM', KEYS[15], 0, kept - 1)
+  redis.call('EXPIRE', KEYS[15], 90000)
+end
 if ok then
-  redis.call('SET', fill(ARGV[34], sub_id, 'last_ok'), ARGV[1], 'EX', 2592000)
+  redis.call('SET', KEYS[16], ARGV[1], 'EX', 2592000)
 else
-  redis.call('SET', fill(ARGV[34], sub_id, 'last_error'),
-             cjson.encode({at = now, error = ARGV[9]}), 'EX', 2592000)
+  redis.call('SET', KEYS[17], cjson.encode({at = now, error = ARGV[9]}), 'EX', 2592000)
 end
 
 -- breaker and continuous failure (only for results the endpoint is answerable for)
 local old_state, new_state, disable = 'closed', 'closed', 0
 if ARGV[7] == '1' then
-  local t = breaker_record(fill(ARGV[31], sub_id), fill(ARGV[32], sub_id), fill(ARGV[33], sub_id), now, ok,
-                           tostring(math.floor(now)), ARGV[16], ARGV[17], ARGV[18],
+  local t = breaker_record(KEYS[10], KEYS[11], KEYS[12], now, ok, ARGV[26], ARGV[16], ARGV[17], ARGV[18],
                            fmt(now + tonumber(ARGV[19])), ARGV[20])
   old_state, new_state = t[1], t[2]
-  local fk = fill(ARGV[34], sub_id, 'failing_since')
   if ok then
-    redis.call('DEL', fk)
+    redis.call('DEL', KEYS[18])
   else
-    redis.call('SET', fk, ARGV[1], 'NX', 'EX', math.ceil(tonumber(ARGV[21])) + 86400)
-    local since = tonumber(redis.call('GET', fk))
+    redis.call('SET', KEYS[18], ARGV[1], 'NX', 'EX', math.ceil(tonumber(ARGV[21])) + 86400)
+    local since = tonumber(redis.call('GET', KEYS[18]))
     if since and now - since >= tonumber(ARGV[21]) then
-      redis.call('DEL', fk)
+      redis.call('DEL', KEYS[18])
       disable = 1
     end
   end
 end
 
 -- the status transition
-local ev, refs
-if v then
-  ev, refs = fill(ARGV[25], account, evt), fill(ARGV[26], account, evt)
-else
-  ev, refs = fill(ARGV[27], evt), fill(ARGV[28], evt)
-end
 local result = action
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if action == 'delivered' then
   redis.call('ZREM', KEYS[2], did)
   if status == 'delivered' then
@@ -84,7 +76,7 @@ if action == 'delivered' then
   else
     redis.call('HSET', KEYS[1], 'status', 'delivered', 'last_status', ARGV[10], 'last_error', '', 'reason', '',
                'updated', ARGV[1], 'delivered_at', ARGV[1])
-    release_payload(ev, refs)
+    release_payload(KEYS[6], KEYS[7])
   end
 elseif action == 'retry' or action == 'park' then
   local due = now + tonumber(ARGV[4])
@@ -94,19 +86,19 @@ elseif action == 'retry' or action == 'park' then
   if action == 'park' then redis.call('ZADD', KEYS[3], fmt(due), did) end
   redis.call('ZADD', KEYS[2], 'XX', fmt(due + progress), did)
 else
-  -- dead: the dead letter is written here, once, from the record (the payload stays for replay)
+  -- dead: the dead letter is written here, once, from what the attempt knows (the payload
+  -- stays for replay)
   redis.call('ZREM', KEYS[2], did)
-  local dead, idx = fill(ARGV[35], account), fill(ARGV[36], account)
-  local code = tonumber(ARGV[10])
+  local v = ARGV[32]
+  if v == '' then v = nil end
   local entry = cjson.encode({
-    delivery_id = did, account = account, subscription_id = sub_id, event_id = evt, type = etype,
-    reason = ARGV[12], error = ARGV[11] ~= '' and ARGV[11] or cjson.null, status = code or cjson.null,
-    attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts')), created = tonumber(created), died_at = now,
-    v = v})
-  if redis.call('HSETNX', dead, did, entry) == 1 then
-    redis.call('ZADD', idx, ARGV[1], did)
-    redis.call('EXPIRE', dead, ARGV[22])
-    redis.call('EXPIRE', idx, ARGV[22])
+    delivery_id = did, account = ARGV[27], subscription_id = ARGV[28], event_id = ARGV[29], type = ARGV[30],
+    reason = ARGV[12], error = ARGV[11] ~= '' and ARGV[11] or cjson.null, status = tonumber(ARGV[10]) or cjson.null,
+    attempts = attempts, created = tonumber(ARGV[31]), died_at = now, v = v})
+  if redis.call('HSETNX', KEYS[19], did, entry) == 1 then
+    redis.call('ZADD', KEYS[20], ARGV[1], did)
+    redis.call('EXPIRE', KEYS[19], ARGV[22])
+    redis.call('EXPIRE', KEYS[20], ARGV[22])
   else
     result = 'dead_again'
   end
@@ -115,16 +107,14 @@ else
 end
 
 -- the slot goes back; the oldest delivery waiting for one is put on the retries queue
-redis.call('ZREM', fill(ARGV[29], sub_id), did)
+redis.call('ZREM', KEYS[8], did)
 local woken = ''
-local waiters = fill(ARGV[30], sub_id)
-local candidates = redis.call('ZRANGE', waiters, 0, 3)
-for _, w in ipairs(candidates) do
-  redis.call('ZREM', waiters, w)
+for _, w in ipairs(redis.call('ZRANGE', KEYS[9], 0, 3)) do
+  redis.call('ZREM', KEYS[9], w)
   if redis.call('ZREM', KEYS[3], w) == 1 then
     redis.call('LPUSH', KEYS[5], fill_all(ARGV[24], w))
     redis.call('ZADD', KEYS[2], fmt(now + progress), w)
-    redis.call('HSET', fill(ARGV[37], w), 'status', 'retrying', 'updated', ARGV[1])
+    redis.call('HSET', fill(ARGV[25], w), 'status', 'retrying', 'updated', ARGV[1])
     woken = w
     break
   end

@@ -1,0 +1,1 @@
+"""The yardstick of ``bench.sidebyside``: the plain Celery webhook task a typical user writes."""
