@@ -30,6 +30,8 @@ TIME_FIELDS = frozenset({
 # Fields stored as text in a Redis hash that are integers / numbers.
 INT_FIELDS = frozenset({"attempts", "retries", "last_status", "status", "duplicates", "number", "replays", "reconciled", "v"})
 FLOAT_FIELDS = frozenset({"duration_ms", "rate_limit_per_s"})
+# Fields holding a user's own JSON (a transform spec, event data): passed through untouched.
+OPAQUE_FIELDS = frozenset({"transform", "data"})
 
 # C0 controls, DEL, C1 controls, and the bidirectional overrides that reorder a line on screen.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
@@ -68,6 +70,8 @@ def _number(value: Any, kind: type) -> Any:
 def typed(value: Any, key: str | None = None) -> Any:
     """``value`` in the JSON vocabulary: times (by field name) as ISO strings, numeric text as
     numbers for the numeric fields, nested dicts and lists converted the same way."""
+    if key in OPAQUE_FIELDS:
+        return value
     if isinstance(value, dict):
         return {k: typed(v, k) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
