@@ -35,7 +35,14 @@ MANAGE = ROOT / "tests" / "django_project" / "manage.py"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Path]:
+def producer_env(own_env: dict[str, str]) -> dict[str, str]:
+    """This module's own redis-server: the deliveries its tests leave (to closed ports, or
+    queued as retries when the worker stops) never reach another module's database."""
+    return own_env
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, own_env: dict[str, str]) -> Iterator[Path]:
     """The test project configured in this process, its SQLite database migrated (a file: real commits)."""
     from django.conf import settings
     from django.core.management import call_command
@@ -48,7 +55,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
     db = tmp_path_factory.mktemp("django") / "db.sqlite3"
     values = {k: getattr(project_settings, k) for k in dir(project_settings) if k.isupper()}
     values["DATABASES"] = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(db)}}
-    values["WEBHOOKS"] = {"REDIS_URL": redis_url, "PUBLISH_TIMEOUT_S": 2}
+    values["WEBHOOKS"] = {"REDIS_URL": own_env["WEBHOOKS_REDIS_URL"], "PUBLISH_TIMEOUT_S": 2}
     settings.configure(**values)
     django.setup()
     call_command("migrate", run_syncdb=True, verbosity=0)
@@ -239,7 +246,7 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=90)
 
 
-def test_manage_py_webhooks_and_replay_dead_letters_against_a_real_worker(configured, worker, receiver, account):
+def test_manage_py_webhooks_and_replay_dead_letters_against_a_real_worker(configured, own_worker, receiver, account):
     # Given a subscription created with `manage.py webhooks` to an endpoint that is down
     made = manage(configured, "webhooks", "subscriptions", "create", "--account", account, "--url", receiver.url("/crm"),
                   "--event", "conversation.ended", "--retry-schedule", "0.2,0.2", "--json")
@@ -276,6 +283,8 @@ def test_manage_py_webhooks_keeps_the_cli_exit_codes_errors_and_help(configured,
     assert nothing.returncode == 0 and json.loads(nothing.stdout) == {"replayed": [], "skipped": {}}
     helped = manage(configured, "webhooks", "--help")
     assert helped.returncode == 0 and helped.stdout.startswith("Usage: manage.py webhooks [OPTIONS] COMMAND")
+    short = manage(configured, "help", "replay_dead_letters")
+    assert short.returncode == 0 and short.stdout.startswith("Usage: manage.py replay_dead_letters [OPTIONS] [DELIVERY_IDS]")
     # And with --settings given to manage.py, as Django allows
     again = manage(configured, "webhooks", "--settings", "tests.django_project.settings", "events", "--json")
     assert again.returncode == 0 and "conversation.ended" in json.loads(again.stdout)

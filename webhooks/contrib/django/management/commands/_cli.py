@@ -37,21 +37,36 @@ class _PassThroughParser(CommandParser):
 class CliCommand(BaseCommand):
     """A management command that is (a part of) the ``webhooks`` CLI: same options, exit codes, --json."""
 
-    prefix: tuple[str, ...] = ()
+    path: tuple[str, ...] = ()  # the CLI command this runs: () the whole CLI, ("dead-letters", "replay") one
     requires_system_checks: list[str] = []
 
     def cli_args(self, args: list[str]) -> list[str]:
-        return [*self.prefix, *args]
+        return args
 
-    def prog_name(self, argv0: str, name: str) -> str:
-        return f"{argv0.rsplit('/', 1)[-1]} {name}"
+    def command(self) -> Any:
+        from webhooks.cli import cli
 
-    def run_from_argv(self, argv: list[str]) -> None:
-        """``python manage.py NAME ARGS``: exactly ``webhooks [PREFIX] ARGS`` (exits with its code)."""
+        command = cli
+        for name in self.path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        return command
+
+    def _run(self, args: list[str], prog_name: str) -> None:
         from webhooks.cli import main
 
-        main(self.cli_args(strip_django_options(argv[2:])), prog_name=self.prog_name(argv[0], argv[1]))
+        main(args, prog_name=f"{prog_name.rsplit('/', 1)[-1]}", command=self.command())
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        """``python manage.py NAME ARGS``: exactly ``webhooks [PATH] ARGS`` (exits with its code)."""
+        self._run(self.cli_args(strip_django_options(argv[2:])), f"{argv[0]} {argv[1]}")
         raise SystemExit(0)
+
+    def print_help(self, prog_name: str, subcommand: str) -> None:
+        """``manage.py help NAME``: the CLI's own help."""
+        try:
+            self._run(["--help"], f"{prog_name} {subcommand}")
+        except SystemExit:
+            pass
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         return _PassThroughParser(prog=f"{prog_name} {subcommand}", add_help=False)
@@ -59,11 +74,9 @@ class CliCommand(BaseCommand):
     def handle(self, *args: str, **options: Any) -> None:
         """``call_command(NAME, *ARGS)``: output to the command's stdout/stderr; a non-zero exit
         raises CommandError with that return code."""
-        from webhooks.cli import main
-
         with contextlib.redirect_stdout(self.stdout._out), contextlib.redirect_stderr(self.stderr._out):
             try:
-                main(self.cli_args(list(args)), prog_name=f"manage.py {self.prefix[0] if self.prefix else 'webhooks'}")
+                self._run(self.cli_args(list(args)), f"manage.py {self.__module__.rsplit('.', 1)[-1]}")
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
                 if code:

@@ -30,9 +30,9 @@ def _has_selection(args: list[str]) -> bool:
 
 class Command(CliCommand):
     help = "Re-send dead letters of an account (all unless ids, --subscription or --since are given)."
-    prefix = ("dead-letters", "replay")
+    path = ("dead-letters", "replay")
 
     def cli_args(self, args: list[str]) -> list[str]:
         if "--help" in args or "-h" in args or _has_selection(args):
-            return [*self.prefix, *args]
-        return [*self.prefix, *args, "--all"]
+            return args
+        return [*args, "--all"]
