@@ -6,11 +6,12 @@ is refused: that is not a place for a demo). ``Footprint.clean``, called once th
 stopped (nothing writes any more), removes
 
 - new keys that are the demo's: any ``wh:`` key naming the demo's account, one of its
-  subscriptions, deliveries or events, and the stack's own keys (the queues, kombu's unacked
-  set and bindings, the reconciler's lock, the global in-flight and parked sets);
-- the demo's traces in keys that were there before: its account in ``wh:accounts``, its
-  delivery ids in the in-flight and parked sets, its task messages in the queues and in
-  kombu's unacked set.
+  subscriptions, deliveries or events, and the stack's own (kombu's bindings, the reconciler's
+  lock);
+- the demo's entries in shared keys, new or not: its account in ``wh:accounts``, its delivery
+  ids in the in-flight and parked sets, its task messages in the queues and in kombu's unacked
+  set, and the beat ticks its embedded beat queued. Another client's entries there stay (the demo's worker may have picked up, and put back,
+  deliveries that were not its own); a key left empty disappears, as Redis does.
 
 New keys that are none of these (another client's, writing at the same time) are left alone.
 """
@@ -26,9 +27,15 @@ __all__ = ["Footprint", "MAX_KEYS"]
 
 MAX_KEYS = 50_000
 _QUEUES = (b"deliveries", b"retries")
-_STACK_KEYS = {b"wh:accounts", b"wh:inflight", b"wh:parked", b"wh:reconcile:scan", b"unacked", b"unacked_index",
-               b"unacked_mutex", *_QUEUES}
-_STACK_PREFIXES = (b"_kombu.", b"celery-task-meta-", b"unacked")
+_SHARED = {b"wh:accounts", b"wh:inflight", b"wh:parked", b"unacked", b"unacked_index", *_QUEUES}
+_STACK_KEYS = {b"wh:reconcile:scan", b"unacked_mutex"}
+_STACK_PREFIXES = (b"_kombu.", b"celery-task-meta-")
+
+
+def _periodic(message: bytes) -> bool:
+    """A task message without arguments: a beat tick (move due retries, reconcile), harmless to drop
+    (the next tick sends another), which the demo's embedded beat sends."""
+    return b'"argsrepr": "()"' in message or b'"argsrepr": "[]"' in message
 
 
 @dataclass
@@ -76,26 +83,28 @@ class Footprint:
         try:
             tokens, deliveries = self._tokens(client, account)
             new = set(client.scan_iter(count=1000)) - self.before
-            ours = [k for k in new if k in _STACK_KEYS or k.startswith(_STACK_PREFIXES)
-                    or (k.startswith(b"wh:") and any(t in k for t in tokens))]
+            ours = [k for k in new if k not in _SHARED and (
+                k in _STACK_KEYS or k.startswith(_STACK_PREFIXES) or (k.startswith(b"wh:") and any(t in k for t in tokens)))]
             for start in range(0, len(ours), 500):
                 self.removed += int(client.delete(*ours[start:start + 500]))
-            kept = self.before & {K.accounts().encode(), K.inflight().encode(), K.parked().encode(), *_QUEUES,
-                                  b"unacked", b"unacked_index"}
-            if K.accounts().encode() in kept:
-                self.restored += int(client.srem(K.accounts(), account))
+            def took(key: str | bytes, n: int) -> None:
+                # Entries taken out of a key that was there before the demo; a key the demo
+                # created counts as removed once it is empty.
+                name = key.encode() if isinstance(key, str) else key
+                if name in self.before:
+                    self.restored += n
+                elif n and not client.exists(name):
+                    self.removed += 1
+
+            took(K.accounts(), int(client.srem(K.accounts(), account)))
             for zset in (K.inflight(), K.parked()):
-                if zset.encode() in kept and deliveries:
-                    self.restored += int(client.zrem(zset, *deliveries))
+                took(zset, int(client.zrem(zset, *deliveries)) if deliveries else 0)
             for queue in _QUEUES:
-                if queue in kept:
-                    for message in client.lrange(queue, 0, -1):
-                        if any(d in message for d in deliveries):
-                            self.restored += int(client.lrem(queue, 1, message))
-            if b"unacked" in kept:
-                for tag, message in client.hgetall("unacked").items():
-                    if any(d in message for d in deliveries):
-                        self.restored += int(client.hdel("unacked", tag))
-                        client.zrem("unacked_index", tag)
+                mine = [m for m in client.lrange(queue, 0, -1) if _periodic(m) or any(d in m for d in deliveries)]
+                took(queue, sum(int(client.lrem(queue, 1, m)) for m in mine))
+            tags = [t for t, m in client.hgetall("unacked").items() if _periodic(m) or any(d in m for d in deliveries)]
+            if tags:
+                client.zrem("unacked_index", *tags)
+            took("unacked", int(client.hdel("unacked", *tags)) if tags else 0)
         finally:
             client.close()
