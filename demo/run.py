@@ -22,6 +22,7 @@ from webhooks.secretbox import new_key
 
 from . import show
 from .processes import ROOT, DemoError, Worker, wait_until
+from .footprint import Footprint
 from .redisd import RedisHandle, ensure_redis, waiting_consumers
 
 __all__ = ["main"]
@@ -76,12 +77,16 @@ class Stack:
     """What the demo started, to stop in reverse order whatever happens."""
 
     redis: RedisHandle | None = None
+    footprint: Footprint | None = None
+    account: str = ""
     endpoints: Any = None
     worker: Worker | None = None
     stopped: list[str] = field(default_factory=list)
+    cleaned: str = ""
 
     def stop(self) -> None:
-        """Stop the worker, the receiver and a Redis we started; idempotent."""
+        """Stop the worker and the receiver, remove every key the demo wrote (nothing writes
+        any more), stop a Redis we started; idempotent."""
         if self.worker is not None:
             self.worker.stop(grace_s=20.0)
             self.stopped.append("worker")
@@ -90,17 +95,26 @@ class Stack:
             self.endpoints.stop()
             self.stopped.append("HTTPS receiver")
             self.endpoints = None
-        if self.redis is not None:
-            if self.redis.child is not None:
-                self.redis.stop()
-                self.stopped.append("Redis")
-            self.redis = None
         try:
             from webhooks import outboxing
 
             outboxing.stop()
         except Exception:  # noqa: BLE001 - stopping must go on; the flusher is a daemon thread
             pass
+        if self.footprint is not None and self.redis is not None:
+            footprint, self.footprint = self.footprint, None
+            try:
+                footprint.clean(self.account)
+                self.cleaned = (f"removed the {footprint.removed} keys the demo wrote in {footprint.url}"
+                                + (f" and its {footprint.restored} entries in keys that were there before"
+                                   if footprint.restored else "") + ": the Redis is as the demo found it")
+            except redis.RedisError as exc:
+                print(f"could not remove the demo's keys from {footprint.url}: {exc}", file=sys.stderr)
+        if self.redis is not None:
+            if self.redis.child is not None:
+                self.redis.stop()
+                self.stopped.append("Redis")
+            self.redis = None
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -142,14 +156,16 @@ def _sample(event_type: str) -> dict[str, Any]:
     return data
 
 
-def _run(run_dir: Path, stack: Stack) -> None:
+def _run(run_dir: Path, stack: Stack, redis_url: str | None) -> None:
     account = f"demo-{secrets.token_hex(4)}"
+    stack.account = account
     show.say(f"account: {account}   (files: {run_dir})")
 
     show.step(1, "Redis")
-    default_url = os.environ.get("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:6379/0")
-    stack.redis = ensure_redis(default_url, run_dir)
-    how = "started for the demo, AOF on, stopped at the end" if stack.redis.child else "found; the demo writes only its own account"
+    stack.redis = ensure_redis(redis_url, run_dir)
+    stack.footprint = Footprint(stack.redis.url).start()
+    how = ("started for the demo, AOF on, stopped at the end" if stack.redis.child
+           else "found; the demo writes only its own account and removes every key it wrote at the end")
     show.say(f"{stack.redis.origin}: Redis {stack.redis.version} at {stack.redis.url} ({how})")
     if stack.redis.child is None and waiting_consumers(stack.redis.url):
         show.say("note: other clients (Celery workers?) wait on queues in this database; they may take the demo's "
@@ -264,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dir", default=str(ROOT / ".demo"),
                         help="where the demo keeps its files: CA, logs, outbox, a Redis it starts (default .demo/)")
+    parser.add_argument("--redis-url", default=os.environ.get("WEBHOOKS_REDIS_URL") or None,
+                        help="use this Redis (default: WEBHOOKS_REDIS_URL; unset: a redis-server of the demo's own, "
+                             "else database 15 of the local Redis); every key the demo writes is removed at the end")
     args = parser.parse_args(argv)
     show.use_safe_stdout()
     signal.signal(signal.SIGTERM, _interrupt)
@@ -273,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack()
     code = 0
     try:
-        _run(run_dir, stack)
+        _run(run_dir, stack, args.redis_url)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         code = 130
@@ -287,10 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
     show.step(11, "Stopped")
     show.say(f"stopped: {', '.join(stack.stopped) or 'nothing was running'}")
+    if stack.cleaned:
+        show.say(stack.cleaned)
     if code == 0:
         show.say(f"demo complete {show.OK}")
     return code

@@ -9,17 +9,22 @@ from .state import Attempt, get_store
 from .errors import DeliveryError, ValidationError
 from .ids import new_id
 from .policy import Verdict, classify
+from .settings import get_settings
 from .subscriptions import Subscription
 
 __all__ = ["preview", "send_test"]
 
 
 def _envelope(raw_event: dict[str, Any] | None, sample_type: str | None) -> dict[str, Any]:
+    """The envelope publish() would build, refused as publish() refuses it (schema, id, size)."""
     if sample_type is not None:
-        return events.build_envelope(sample_type, events.sample(sample_type))
-    if not isinstance(raw_event, dict) or "type" not in raw_event or "data" not in raw_event:
+        envelope = events.build_envelope(sample_type, events.sample(sample_type))
+    elif not isinstance(raw_event, dict) or "type" not in raw_event or "data" not in raw_event:
         raise ValidationError("the event file must be a JSON object with 'type' and 'data'", {"event": ["missing type or data"]})
-    return events.build_envelope(raw_event["type"], raw_event["data"], event_id=raw_event.get("id"))
+    else:
+        envelope = events.build_envelope(raw_event["type"], raw_event["data"], event_id=raw_event.get("id"))
+    events.check_size(events.serialize(envelope), get_settings().max_payload_bytes)
+    return envelope
 
 
 def _body_and_headers(sub: Subscription, envelope: dict[str, Any]) -> tuple[str | None, bytes, dict[str, str]]:
@@ -39,21 +44,29 @@ def _body_and_headers(sub: Subscription, envelope: dict[str, Any]) -> tuple[str 
 def preview(sub: Subscription, *, raw_event: dict[str, Any] | None = None, sample_type: str | None = None) -> dict[str, Any]:
     """Whether the event would be sent to ``sub`` (its event types and filter), and the exact body
     and headers it would get: ours, the subscription's extra ones and those the HTTP client adds
-    (``host`` aside). Returns {"accepted", "reason", "body", "headers"}.
+    (``host`` aside). Returns {"accepted", "reason", "body", "headers", "problems"}; "problems"
+    lists each path of the subscription's transform that cannot exist in this event's type
+    (catalogue types only), with a suggestion: a subscription saved before paths were checked
+    shows its typo here.
 
     The signature shown is real (made with the live secrets at this second, for webhook-id
-    ``msg_preview``); nothing is sent. Raises ValidationError for a bad event or a mapping that
+    ``msg_preview``); nothing is sent. Raises ValidationError for an event publish() would
+    refuse (schema, id; PayloadTooLarge over WEBHOOKS_MAX_PAYLOAD_BYTES) or a mapping that
     fails on it.
     """
     from .transport import USER_AGENT
 
+    from .transform.paths import path_problems
+
     envelope = _envelope(raw_event, sample_type)
+    problems = [f"{where}: {sentence}" for where, sentences in path_problems(sub.transform, [envelope["type"]]).items()
+                for sentence in sentences]
     reason, body, extra = _body_and_headers(sub, envelope)
     if reason is not None:
-        return {"accepted": False, "reason": reason, "body": None, "headers": {}}
+        return {"accepted": False, "reason": reason, "body": None, "headers": {}, "problems": problems}
     headers = {**extra, **signing.signed_headers(sub.signing_secrets(), "msg_preview", body), "content-type": "application/json",
                "content-length": str(len(body)), "user-agent": USER_AGENT}
-    return {"accepted": True, "reason": None, "body": body.decode("utf-8"), "headers": headers}
+    return {"accepted": True, "reason": None, "body": body.decode("utf-8"), "headers": headers, "problems": problems}
 
 
 def send_test(sub: Subscription) -> dict[str, Any]:

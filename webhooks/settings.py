@@ -15,7 +15,7 @@ from .errors import ConfigurationError
 from . import sentinel
 from .recovery import check_recovery_fits
 
-__all__ = ["Settings", "get_settings", "reload_settings", "SETTINGS_DOC"]
+__all__ = ["Settings", "get_settings", "reload_settings", "set_source", "SETTINGS_DOC"]
 
 # name -> (default as written in the environment, one-line meaning)
 SETTINGS_DOC: dict[str, tuple[str, str]] = {
@@ -287,10 +287,23 @@ class Settings:
         )
 
 
+# Where settings come from when not the environment alone (webhooks.contrib.django installs
+# Django's settings.WEBHOOKS here); a callable returning the mapping Settings.from_env reads.
+_source: Callable[[], Mapping[str, str]] | None = None
+
+
+def set_source(source: Callable[[], Mapping[str, str]] | None) -> None:
+    """Read settings from ``source()`` instead of ``os.environ`` (None: the environment again);
+    the same names, defaults and validation apply. Forgets the cached settings."""
+    global _source
+    _source = source
+    reload_settings()
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment on first use."""
-    return Settings.from_env()
+    """The process-wide settings, read from the environment (or the installed source) on first use."""
+    return Settings.from_env(_source() if _source is not None else None)
 
 
 def reload_settings() -> Settings:

@@ -176,14 +176,17 @@ def _check_url(url: str, settings: Settings) -> str:
     return url
 
 
-def _check_transform(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+def _check_transform(spec: dict[str, Any] | None, events: tuple[str, ...]) -> dict[str, Any] | None:
     if not spec:
         return None
     from .transform import TransformSpec, compile_spec
+    from .transform.paths import check_paths
 
     ts = TransformSpec.from_dict(spec)
     compile_spec(ts)
-    return ts.to_dict()
+    checked = ts.to_dict()
+    check_paths(checked, events)  # a path no subscribed catalogue type has is refused, with a suggestion
+    return checked
 
 
 def _check_schedule(text: str | None) -> str | None:
@@ -227,11 +230,14 @@ def create(
     rate_limit_per_s: float | None = None,
     actor: str | None = None,
 ) -> Subscription:
-    """Create a subscription. The URL is vetted by the URL guard (https, public address).
+    """Create a subscription. The URL is vetted by the URL guard (https, public address); a
+    transform's paths are checked against the schemas of the catalogue event types subscribed
+    to (``custom.*`` and ``*`` are free-form).
 
-    Raises ValidationError (naming the field), UrlRefused; ConfigurationError when no
-    WEBHOOKS_ENCRYPTION_KEY is set to encrypt the secret (unless
-    WEBHOOKS_ALLOW_PLAINTEXT_SECRETS=1, for development). Returns the subscription;
+    Raises ValidationError (naming the field; TransformError with "did you mean" for a path
+    no subscribed type has), UrlRefused; ConfigurationError when no WEBHOOKS_ENCRYPTION_KEY is
+    set to encrypt the secret (unless WEBHOOKS_ALLOW_PLAINTEXT_SECRETS=1, for development).
+    Returns the subscription;
     its secret is shown by ``public(reveal=True)`` (once, at creation, by the CLI).
     """
     settings = get_settings()
@@ -240,16 +246,18 @@ def create(
         signing.decode_secret(secret)
     plain = secret or signing.generate_secret()
     now = time.time()
+    checked_url = _check_url(url, settings)
+    checked_events = _check_events(events)
     sub = Subscription(
         id=new_id("sub"),
         account=account,
-        url=_check_url(url, settings),
-        events=_check_events(events),
+        url=checked_url,
+        events=checked_events,
         secret=secretbox.seal(plain, settings.encryption_key, allow_plaintext=settings.allow_plaintext_secrets),
         description=_check_description(description),
         created_at=now,
         updated_at=now,
-        transform=_check_transform(transform),
+        transform=_check_transform(transform, checked_events),
         retry_schedule=_check_schedule(retry_schedule),
         rate_limit_per_s=_check_rate(rate_limit_per_s),
     )
@@ -339,7 +347,10 @@ def update(account: str, subscription_id: str, *, actor: str | None = None, **ch
     if "description" in changes:
         checked["description"] = _check_description(changes["description"])
     if "transform" in changes:
-        checked["transform"] = _check_transform(changes["transform"])
+        checked["transform"] = _check_transform(changes["transform"], checked.get("events", sub.events))
+    elif "events" in changes and sub.transform:
+        # the kept transform must make sense for the new event types too
+        _check_transform(sub.transform, checked["events"])
     if "retry_schedule" in changes:
         checked["retry_schedule"] = _check_schedule(changes["retry_schedule"])
     if "rate_limit_per_s" in changes:
@@ -352,6 +363,8 @@ def update(account: str, subscription_id: str, *, actor: str | None = None, **ch
 
 def _set_enabled(account: str, subscription_id: str, enabled: bool, reason: str | None, actor: str | None) -> Subscription:
     sub = _get(account, subscription_id)
+    if sub.enabled == enabled:
+        return sub  # nothing changes, so nothing is written and no audit entry claims a change
     new = replace(sub, enabled=enabled, disabled_reason=None if enabled else (reason or "disabled by operator"), updated_at=time.time())
     _save(new, "enable" if enabled else "disable", {"reason": new.disabled_reason} if not enabled else {}, actor)
     return new
@@ -359,13 +372,14 @@ def _set_enabled(account: str, subscription_id: str, enabled: bool, reason: str 
 
 @_store_errors
 def disable(account: str, subscription_id: str, *, reason: str | None = None, actor: str | None = None) -> Subscription:
-    """Stop delivering to this subscription (deliveries in flight are discarded with a reason)."""
+    """Stop delivering to this subscription (deliveries in flight are discarded with a reason).
+    A subscription already disabled is left as it is (its reason kept, no audit entry)."""
     return _set_enabled(account, subscription_id, False, reason, actor)
 
 
 @_store_errors
 def enable(account: str, subscription_id: str, *, actor: str | None = None) -> Subscription:
-    """Deliver to this subscription again."""
+    """Deliver to this subscription again; one already enabled is left as it is (no audit entry)."""
     return _set_enabled(account, subscription_id, True, None, actor)
 
 

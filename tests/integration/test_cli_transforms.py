@@ -170,7 +170,7 @@ def test_preview_of_an_event_file_prints_pass_headers_and_the_exact_body(configu
                                                   "visitor": {"name": "Jane <!channel> Smith"}}}
     (tmp_path / "low.json").write_text(json.dumps(event))
     # When it is previewed
-    result = cli(configured, "subscriptions", "preview", "--account", account, slack_sub.id, "--event", str(tmp_path / "low.json"))
+    result = cli(configured, "subscriptions", "preview", "--account", account, slack_sub.id, "--event-file", str(tmp_path / "low.json"))
     # Then it passes, lists the headers and ends with the body, Slack-escaped, signed over those bytes
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -187,18 +187,20 @@ def test_preview_json_of_a_sample_the_filter_refuses_says_why(configured, accoun
     result = cli(configured, "subscriptions", "preview", "--account", account, slack_sub.id, "--sample", "rating.submitted", "--json")
     # Then it does not pass, with the reason and no body
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"accepted": False, "reason": "the filter does not match this event", "body": None, "headers": {}}
+    assert json.loads(result.stdout) == {"accepted": False, "reason": "the filter does not match this event", "body": None, "headers": {},
+                                         "problems": []}
     # And in text, for a type the subscription does not take
     result = cli(configured, "subscriptions", "preview", "--account", account, slack_sub.id, "--sample", "message.sent")
     assert result.stdout == "passes filter: no (the subscription takes rating.submitted, not message.sent)\n"
 
 
 @pytest.mark.parametrize("args, code, message", [
-    ((), 2, "give exactly one of --event FILE or --sample TYPE"),
-    (("--sample", "rating.submitted", "--event", "ev.json"), 2, "give exactly one of"),
-    (("--event", "bad.json"), 2, "Invalid value for --event: not JSON"),
-    (("--event", "nodata.json"), 2, "error: the event file must be a JSON object with 'type' and 'data'"),
-    (("--event", "badscore.json"), 2, "error: invalid rating.submitted data: score"),
+    ((), 2, "give exactly one of --event-file FILE or --sample TYPE"),
+    (("--sample", "rating.submitted", "--event-file", "ev.json"), 2, "give exactly one of"),
+    (("--event-file", "bad.json"), 2, "error: --event-file: not JSON"),
+    (("--event-file", "nodata.json"), 2, "error: the event file must be a JSON object with 'type' and 'data'"),
+    (("--event-file", "badscore.json"), 2, "error: invalid rating.submitted data: score"),
+    (("--event-file", "missing.json"), 2, "error: --event-file: cannot read missing.json"),
     (("--sample", "no.such"), 2, "error: unknown event type"),
 ])
 def test_preview_refuses_bad_input_with_exit_2_and_one_error(configured, account, slack_sub, tmp_path, args, code, message):
@@ -236,3 +238,32 @@ def test_send_test_delivers_the_mapped_body_with_the_extra_header(configured, ac
     assert Webhook(sub["secret"]).verify(request.body, request.headers) == {"text": f"Test: Test delivery to {sub['id']}"}
     assert request.headers["x-source"] == "chat-webhooks"
     assert request.headers["webhook-id"] == outcome["delivery_id"]
+
+
+# --- paths checked against the event catalogue (issue 13 item 2) ----------------------------
+
+
+def test_a_filter_on_a_field_the_subscribed_type_lacks_is_refused_with_a_suggestion(configured, account):
+    # When a subscription to conversation.ended is created with a misspelt field in its filter
+    result = cli(configured, "subscriptions", "create", "--account", account, "--url", "https://127.0.0.1:9/x",
+                 "--event", "conversation.ended", "--filter", "data.visitor.emial == 'jane@example.com'")
+    # Then exit 2, one sentence naming the path and the real one, and nothing stored
+    assert result.returncode == 2
+    assert result.stderr == ("error: filter: `data.visitor.emial` cannot exist in conversation.ended events; "
+                             "did you mean `data.visitor.email`?\n")
+    assert webhooks.subscriptions.list_subscriptions(account) == []
+    # And the same filter on a custom event type is free-form
+    assert cli(configured, "subscriptions", "create", "--account", account, "--url", "https://127.0.0.1:9/x",
+               "--event", "custom.lead", "--filter", "data.visitor.emial == 'x'").returncode == 0
+
+
+def test_preview_warns_about_a_path_the_previewed_event_cannot_have(configured, account):
+    # Given a subscription to every event whose filter reads a misspelt field
+    sub = webhooks.subscriptions.create(account, "https://127.0.0.1:9/x", ["*"], transform={"filter": "data.scor <= `2`"})
+    # When a rating is previewed
+    result = cli(configured, "subscriptions", "preview", "--account", account, sub.id, "--sample", "rating.submitted")
+    # Then the problem is named on stderr with the suggestion, and the event does not pass
+    assert result.returncode == 0
+    assert result.stderr == ("warning: filter: `data.scor` cannot exist in rating.submitted events; "
+                             "did you mean `data.score`?\n")
+    assert result.stdout.startswith("passes filter: no")

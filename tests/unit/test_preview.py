@@ -54,7 +54,7 @@ def test_an_event_the_filter_refuses_is_not_sent_and_says_why() -> None:
     # Given the same subscription, When the sample (a 5-star rating) is previewed
     result = preview(subscription(SLACK), sample_type="rating.submitted")
     # Then it does not pass, with no body and no headers
-    assert result == {"accepted": False, "reason": "the filter does not match this event", "body": None, "headers": {}}
+    assert result == {"accepted": False, "reason": "the filter does not match this event", "body": None, "headers": {}, "problems": []}
 
 
 def test_an_event_type_the_subscription_does_not_take_is_not_sent_even_without_a_filter() -> None:
@@ -96,3 +96,19 @@ def test_a_mapping_that_fails_on_the_event_raises_naming_the_field() -> None:
     # When previewed, Then the error names the mapping field
     with pytest.raises(TransformError, match="mapping.when"):
         preview(sub, raw_event=low_rating())
+
+
+def test_the_cli_json_vocabulary_types_stored_text_and_leaves_a_users_own_json_alone() -> None:
+    from webhooks.cli.output import typed, typed_delivery
+
+    # A delivery record as Redis returns it: all text
+    record = {"status": "delivered", "attempts": "2", "retries": "1", "last_status": "200", "last_error": "",
+              "created": "1796105247.85", "updated": "1796105248.5", "type": "conversation.ended"}
+    assert typed_delivery(record) == {"status": "delivered", "attempts": 2, "retries": 1, "last_status": 200,
+                                      "last_error": None, "created": "2026-12-01T06:07:27.850Z",
+                                      "updated": "2026-12-01T06:07:28.500Z", "type": "conversation.ended"}
+    # A subscription: times as ISO, booleans kept, the transform (the user's JSON) untouched
+    sub = {"enabled": True, "created_at": 0.0, "rotation_grace_until": None,
+           "transform": {"mapping": {"created": {"const": 1796105247}, "attempts": "data.n"}}}
+    assert typed(sub) == {"enabled": True, "created_at": "1970-01-01T00:00:00.000Z", "rotation_grace_until": None,
+                          "transform": {"mapping": {"created": {"const": 1796105247}, "attempts": "data.n"}}}

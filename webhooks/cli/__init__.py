@@ -20,10 +20,12 @@ from . import listen, metrics, trigger  # noqa: E402,F401  (issue 12: listen, me
 __all__ = ["main", "cli"]
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """Run the CLI; map our errors to one plain sentence on stderr and an exit code."""
+def main(argv: list[str] | None = None, prog_name: str = "webhooks", command: click.Command | None = None) -> Any:
+    """Run the CLI (or one of its ``command``s); map our errors to one plain sentence on stderr
+    and an exit code. ``prog_name`` is what help and usage lines call it (``manage.py webhooks``
+    under Django)."""
     try:
-        return cli.main(args=argv, prog_name="webhooks", standalone_mode=False)
+        return (command or cli).main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)

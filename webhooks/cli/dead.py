@@ -1,13 +1,13 @@
 """``webhooks dead-letters list|show|replay|purge`` and ``webhooks deliveries``."""
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from .. import deadletters, records
-from .common import account_option, actor_option, cli, emit, fmt_time, json_option, parse_since
+from .common import account_option, actor_option, cli, confirm, emit, json_option, parse_since, yes_option
+from .output import cell, echo_json, fmt_time, safe, typed, typed_delivery
 
 _DL_COLUMNS = [("delivery_id", "DELIVERY"), ("subscription_id", "SUBSCRIPTION"), ("type", "TYPE"), ("reason", "REASON"),
                ("status", "STATUS"), ("attempts", "ATTEMPTS"), ("died", "DIED")]
@@ -32,8 +32,9 @@ def _selection(f):  # type: ignore[no-untyped-def]
 def list_cmd(account: str, subscription_id: str | None, since: str | None, limit: int, as_json: bool) -> None:
     """List dead letters, oldest first."""
     rows = deadletters.list_dead(account, subscription_id=subscription_id, since=parse_since(since), limit=limit)
-    for r in rows:
-        r["died"] = fmt_time(r["died_at"]) if not as_json else r["died_at"]
+    if not as_json:
+        for r in rows:
+            r["died"] = fmt_time(r["died_at"])
     emit(rows, _DL_COLUMNS, as_json)
 
 
@@ -46,15 +47,15 @@ def show_cmd(account: str, delivery_id: str, as_json: bool) -> None:
     entry = deadletters.get(account, delivery_id)
     entry["attempt_log"] = records.attempts(delivery_id)
     if as_json:
-        click.echo(json.dumps(entry, indent=2))
+        echo_json(typed(entry))
         return
     for k, v in entry.items():
         if k == "attempt_log":
             continue
-        click.echo(f"{k + ':':18} {fmt_time(v) if k in ('created', 'died_at') else v}")
+        click.echo(f"{safe(k) + ':':18} {fmt_time(v) if k in ('created', 'died_at') else cell(v)}")
     click.echo("attempts:")
     for a in entry["attempt_log"]:
-        click.echo(f"  #{a['number']} {fmt_time(a['at'])} {a['status'] or a['error']} {a['duration_ms']:.0f} ms")
+        click.echo(f"  #{a['number']} {fmt_time(a['at'])} {cell(a['status'] or a['error'])} {a['duration_ms']:.0f} ms")
 
 
 @dead_group.command("replay")
@@ -75,17 +76,20 @@ def replay_cmd(account: str, delivery_ids: tuple[str, ...], all_: bool, subscrip
         bar = click.progressbar(length=len(chosen), label="replaying", file=sys.stderr)
         bar.__enter__()
     try:
-        result = deadletters.replay(account, list(delivery_ids) or [e["delivery_id"] for e in chosen or []],
-                                    actor=actor, progress=(lambda _id: bar.update(1)) if bar else None)
+        if chosen is not None and not chosen:  # the selection is empty: nothing to replay is not an error
+            result = deadletters.ReplayResult(replayed=[], skipped={})
+        else:
+            result = deadletters.replay(account, list(delivery_ids) or [e["delivery_id"] for e in chosen or []],
+                                        actor=actor, progress=(lambda _id: bar.update(1)) if bar else None)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        echo_json(typed(dict(result)))
     else:
         click.echo(f"replayed {len(result['replayed'])}, skipped {len(result['skipped'])}")
         for did, why in result["skipped"].items():
-            click.echo(f"  skipped {did}: {why}", err=True)
+            click.echo(f"  skipped {safe(did)}: {safe(why)}", err=True)
     if result["skipped"] and not result["replayed"]:
         raise click.exceptions.Exit(1)
 
@@ -93,20 +97,24 @@ def replay_cmd(account: str, delivery_ids: tuple[str, ...], all_: bool, subscrip
 @dead_group.command("purge")
 @account_option
 @click.argument("delivery_ids", nargs=-1)
-@click.option("--all", "all_", is_flag=True)
+@click.option("--all", "all_", is_flag=True, help="Every dead letter of the account.")
 @_selection
-@click.option("--yes", is_flag=True, help="Do not ask.")
+@yes_option
 @actor_option
+@json_option
 def purge_cmd(account: str, delivery_ids: tuple[str, ...], all_: bool, subscription_id: str | None, since: str | None,
-              yes: bool, actor: str | None) -> None:
-    """Delete dead letters for good."""
+              yes: bool, actor: str | None, as_json: bool) -> None:
+    """Delete dead letters for good (asks first on a terminal unless --yes)."""
     if not (delivery_ids or all_ or subscription_id or since):
         raise click.UsageError("say which: DELIVERY_ID..., --all, --subscription ID or --since TIME")
-    if not yes and sys.stdin.isatty():
-        click.confirm("Delete these dead letters for good?", abort=True)
+    since_ts = parse_since(since)
+    confirm("Delete these dead letters for good?", yes)
     n = deadletters.purge(account, list(delivery_ids) or None, all_=all_, subscription_id=subscription_id,
-                          since=parse_since(since), actor=actor)
-    click.echo(f"purged {n}")
+                          since=since_ts, actor=actor)
+    if as_json:
+        echo_json({"purged": n})
+    else:
+        click.echo(f"purged {n}")
 
 
 @cli.command("deliveries")
@@ -118,10 +126,10 @@ def purge_cmd(account: str, delivery_ids: tuple[str, ...], all_: bool, subscript
 @json_option
 def deliveries_cmd(account: str, subscription_id: str | None, failed: bool, limit: int, with_attempts: bool, as_json: bool) -> None:
     """Recent deliveries, newest first."""
-    rows = records.list_for_account(account, subscription_id=subscription_id, failed=failed, limit=limit)
+    rows = [typed_delivery(r) for r in records.list_for_account(account, subscription_id=subscription_id, failed=failed, limit=limit)]
     for r in rows:
         if with_attempts:
-            r["attempt_log"] = records.attempts(r["id"])  # type: ignore[assignment]
+            r["attempt_log"] = records.attempts(r["id"])
         if not as_json:
             r["created"] = fmt_time(r.get("created"))
     emit(rows, [("id", "DELIVERY"), ("sub", "SUBSCRIPTION"), ("type", "TYPE"), ("status", "STATUS"), ("attempts", "ATTEMPTS"),

@@ -8,7 +8,8 @@ import click
 from .. import audit as audit_log
 from .. import deadletters, ledger, stats
 from .. import subscriptions as store
-from .common import account_option, cli, emit, fmt_time, json_option, parse_since
+from .common import account_option, cli, emit, json_option, parse_since
+from .output import echo_json, fmt_time, safe, typed
 
 
 def _pct(rate: float | None) -> str:
@@ -28,7 +29,8 @@ def status_cmd(account: str, show_ledger: bool, since: str, as_json: bool) -> No
     from ..settings import get_settings
 
     breaker = CircuitBreaker(get_redis(), breaker_config(get_settings()))
-    led = ledger.counts(account, since=parse_since(since))
+    since_ts = parse_since(since)
+    led = ledger.counts(account, since=since_ts)
     dead = deadletters.list_dead(account, limit=None)
     rows = []
     for sub in store.list_subscriptions(account):
@@ -48,23 +50,23 @@ def status_cmd(account: str, show_ledger: bool, since: str, as_json: bool) -> No
         click.echo(f"warning: {plain} subscription secret(s) of this account are stored in plain text; "
                    "set WEBHOOKS_ENCRYPTION_KEY and run `webhooks secrets encrypt`", err=True)
     if as_json:
-        out = {"subscriptions": rows, "plaintext_secrets": plain}
+        out: dict[str, object] = {"subscriptions": rows, "plaintext_secrets": plain}
         if show_ledger:
-            out["ledger"] = led
-        click.echo(json.dumps(out, indent=2, default=str))
+            out["ledger"] = {"since": since_ts, **led}
+        echo_json(typed(out))
         return
     table = [{**r, "success_1h": _pct(r["success_1h"]), "success_1d": _pct(r["success_1d"]),
               "p50_ms": "-" if r["p50_ms"] is None else f"{r['p50_ms']:.0f}",
               "p95_ms": "-" if r["p95_ms"] is None else f"{r['p95_ms']:.0f}",
-              "enabled": "yes" if r["enabled"] else f"no ({r['disabled_reason']})",
-              "last_error": "-" if not r["last_error"] else f"{r['last_error']['error']} at {fmt_time(r['last_error']['at'])}"}
+              "enabled": "yes" if r["enabled"] else f"no ({safe(r['disabled_reason'])})",
+              "last_error": "-" if not r["last_error"] else f"{safe(r['last_error'].get('error'))} at {fmt_time(r['last_error'].get('at'))}"}
              for r in rows]
     emit(table, [("id", "SUBSCRIPTION"), ("enabled", "ENABLED"), ("success_1h", "OK 1H"), ("success_1d", "OK 1D"),
                  ("p50_ms", "P50 MS"), ("p95_ms", "P95 MS"), ("breaker", "BREAKER"), ("queued", "QUEUED"),
                  ("dead_letters", "DEAD"), ("last_error", "LAST ERROR")], False)
     if show_ledger:
         click.echo("")
-        click.echo(f"ledger since {fmt_time(parse_since(since))}:")
+        click.echo(f"ledger since {fmt_time(since_ts)}:")
         lrows = [{"id": sid, **c} for sid, c in led["subscriptions"].items()] + [{"id": "TOTAL", **led["total"]}]
         emit(lrows, [("id", "SUBSCRIPTION"), ("enqueued", "ENQUEUED"), ("delivered", "DELIVERED"), ("dead", "DEAD"),
                      ("discarded", "DISCARDED"), ("pending", "PENDING"), ("duplicates", "DUPLICATES")], False)
@@ -80,7 +82,7 @@ def audit_cmd(account: str, limit: int, as_json: bool) -> None:
     if not as_json:
         for r in rows:
             r["at"] = fmt_time(r["at"])
-            r["changes"] = json.dumps(r["changes"])
+            r["changes"] = json.dumps(r["changes"], ensure_ascii=False)
     emit(rows, [("at", "AT"), ("action", "ACTION"), ("subscription_id", "SUBSCRIPTION"), ("actor", "ACTOR"), ("changes", "CHANGES")], as_json)
 
 
@@ -99,17 +101,24 @@ def outbox_status(as_json: bool) -> None:
     if ob is None:
         raise click.UsageError("the outbox is off: set WEBHOOKS_OUTBOX to its file")
     n = ob.pending()
-    click.echo(json.dumps({"pending": n}) if as_json else f"{n} events spooled")
+    if as_json:
+        echo_json({"pending": n})
+    else:
+        click.echo(f"{n} events spooled")
 
 
 @outbox_group.command("flush")
-def outbox_flush() -> None:
+@json_option
+def outbox_flush(as_json: bool) -> None:
     """Re-publish the spooled events now, in order."""
     from ..outboxing import flush_now
 
     res = flush_now()
     if res is None:
         raise click.UsageError("the outbox is off: set WEBHOOKS_OUTBOX to its file")
-    click.echo(f"sent {res.sent}, remaining {res.remaining}" + (f" (stopped: {res.error})" if res.error else ""))
+    if as_json:
+        echo_json({"sent": res.sent, "remaining": res.remaining, "error": res.error})
+    else:
+        click.echo(f"sent {res.sent}, remaining {res.remaining}" + (f" (stopped: {safe(res.error)})" if res.error else ""))
     if res.error:
         raise click.exceptions.Exit(1)

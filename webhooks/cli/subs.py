@@ -2,29 +2,25 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
 
 from .. import subscriptions as store
-from .common import account_option, actor_option, cli, emit, fmt_time, json_option, parse_duration
+from .common import (account_option, actor_option, cli, confirm, emit, json_option, load_json, parse_duration,
+                     read_limited, yes_option)
+from .output import cell, echo_json, fmt_time, safe, typed
 
 _COLUMNS = [("id", "ID"), ("url", "URL"), ("events", "EVENTS"), ("enabled", "ENABLED"), ("description", "DESCRIPTION")]
 
 
 def _json_arg(text: str | None, name: str) -> Any:
+    """JSON given inline or as @FILE (read at most WEBHOOKS_MAX_PAYLOAD_BYTES)."""
     if text is None:
         return None
     if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise click.BadParameter(f"cannot read {text[1:]}: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8'}", param_hint=name) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", param_hint=name) from None
+        return load_json(read_limited(text[1:], name), name)
+    return load_json(text, name)
 
 
 def _headers(pairs: tuple[str, ...]) -> dict[str, str] | None:
@@ -58,7 +54,7 @@ def _transform_options(f: Any) -> Any:
 def _show(sub: store.Subscription, as_json: bool, reveal: bool = False) -> None:
     d = sub.public(reveal=reveal)
     if as_json:
-        click.echo(json.dumps(d, indent=2, default=str))
+        echo_json(typed(d))
         return
     for key in ("id", "account", "url", "events", "enabled", "disabled_reason", "description", "secret",
                 "previous_secrets", "rotation_grace_until", "transform", "retry_schedule", "rate_limit_per_s",
@@ -67,10 +63,12 @@ def _show(sub: store.Subscription, as_json: bool, reveal: bool = False) -> None:
             continue
         v = d[key]
         if key in ("created_at", "updated_at", "rotation_grace_until"):
-            v = fmt_time(v)
+            text = fmt_time(v)
         elif isinstance(v, (list, dict)):
-            v = json.dumps(v)
-        click.echo(f"{key + ':':22} {'-' if v in (None, '') else v}")
+            text = safe(json.dumps(v, ensure_ascii=False)) if v else "-"
+        else:
+            text = cell(v)
+        click.echo(f"{key + ':':22} {text}")
 
 
 @cli.group("subscriptions")
@@ -106,10 +104,7 @@ def create_cmd(account: str, url: str, events: tuple[str, ...], secret: str | No
 @json_option
 def list_cmd(account: str, as_json: bool) -> None:
     """List the account's subscriptions (secrets hidden)."""
-    rows = [s.public() for s in store.list_subscriptions(account)]
-    for r in rows:
-        r["events"] = ",".join(r["events"]) if not as_json else r["events"]
-    emit(rows, _COLUMNS, as_json)
+    emit([s.public() for s in store.list_subscriptions(account)], _COLUMNS, as_json)
 
 
 @subscriptions_group.command("show")
@@ -160,15 +155,26 @@ def update_cmd(account: str, subscription_id: str, url: str | None, events: tupl
     _show(store.update(account, subscription_id, actor=actor, **changes), as_json)
 
 
+def _state_result(sub: store.Subscription, changed: bool, as_json: bool, word: str) -> None:
+    if as_json:
+        echo_json({"id": sub.id, "enabled": sub.enabled, "disabled_reason": sub.disabled_reason, "changed": changed})
+    elif changed:
+        click.echo(f"{sub.id} {word}")
+    else:
+        click.echo(f"{sub.id} was already {word}; nothing changed")
+
+
 @subscriptions_group.command("disable")
 @account_option
 @click.argument("subscription_id")
-@click.option("--reason", default=None)
+@click.option("--reason", default=None, help="Why (shown in listings and the audit log).")
 @actor_option
-def disable_cmd(account: str, subscription_id: str, reason: str | None, actor: str | None) -> None:
-    """Stop delivering to a subscription."""
-    store.disable(account, subscription_id, reason=reason, actor=actor)
-    click.echo(f"{subscription_id} disabled")
+@json_option
+def disable_cmd(account: str, subscription_id: str, reason: str | None, actor: str | None, as_json: bool) -> None:
+    """Stop delivering to a subscription (a disabled one stays as it is: no audit entry)."""
+    before = store.get(account, subscription_id)
+    sub = store.disable(account, subscription_id, reason=reason, actor=actor)
+    _state_result(sub, before.enabled, as_json, "disabled")
 
 
 @subscriptions_group.command("enable")
@@ -177,26 +183,43 @@ def disable_cmd(account: str, subscription_id: str, reason: str | None, actor: s
 @click.option("--recover", "recover_since", default=None, metavar="TIME",
               help="Also replay its dead letters since TIME (e.g. 24h, ISO-8601).")
 @actor_option
-def enable_cmd(account: str, subscription_id: str, recover_since: str | None, actor: str | None) -> None:
-    """Deliver to a subscription again (optionally recovering what failed meanwhile)."""
+@json_option
+def enable_cmd(account: str, subscription_id: str, recover_since: str | None, actor: str | None, as_json: bool) -> None:
+    """Deliver to a subscription again (optionally recovering what failed meanwhile); an
+    enabled one stays as it is (no audit entry)."""
     from .. import deadletters
     from .common import parse_since
 
-    store.enable(account, subscription_id, actor=actor)
-    click.echo(f"{subscription_id} enabled")
-    if recover_since is not None:
-        res = deadletters.replay(account, subscription_id=subscription_id, since=parse_since(recover_since), actor=actor)
-        click.echo(f"recovered: {len(res['replayed'])} re-sent, {len(res['skipped'])} skipped")
+    since_ts = parse_since(recover_since)
+    before = store.get(account, subscription_id)
+    sub = store.enable(account, subscription_id, actor=actor)
+    if recover_since is None:
+        _state_result(sub, not before.enabled, as_json, "enabled")
+        return
+    res = deadletters.replay(account, subscription_id=subscription_id, since=since_ts, actor=actor)
+    if as_json:
+        echo_json({"id": sub.id, "enabled": True, "disabled_reason": None, "changed": not before.enabled,
+                   "recovered": {"replayed": len(res["replayed"]), "skipped": len(res["skipped"])}})
+        return
+    _state_result(sub, not before.enabled, False, "enabled")
+    click.echo(f"recovered: {len(res['replayed'])} re-sent, {len(res['skipped'])} skipped")
 
 
 @subscriptions_group.command("delete")
 @account_option
 @click.argument("subscription_id")
+@yes_option
 @actor_option
-def delete_cmd(account: str, subscription_id: str, actor: str | None) -> None:
-    """Delete a subscription (pending deliveries are discarded)."""
+@json_option
+def delete_cmd(account: str, subscription_id: str, yes: bool, actor: str | None, as_json: bool) -> None:
+    """Delete a subscription (pending deliveries are discarded; asks first on a terminal unless --yes)."""
+    sub = store.get(account, subscription_id)
+    confirm(f"Delete subscription {sub.id} ({safe(sub.url)}) for good?", yes)
     store.delete(account, subscription_id, actor=actor)
-    click.echo(f"{subscription_id} deleted")
+    if as_json:
+        echo_json({"id": sub.id, "deleted": True})
+    else:
+        click.echo(f"{subscription_id} deleted")
 
 
 @subscriptions_group.command("rotate-secret")
@@ -214,27 +237,41 @@ def rotate_cmd(account: str, subscription_id: str, grace: str, actor: str | None
 @subscriptions_group.command("preview")
 @account_option
 @click.argument("subscription_id")
-@click.option("--event", "event_file", type=click.Path(exists=True, dir_okay=False), help="JSON file: an envelope or {type, data}.")
+@click.option("--event-file", "event_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="JSON file: an envelope or {type, data} (read up to WEBHOOKS_MAX_PAYLOAD_BYTES).")
+@click.option("--event", "old_event_file", type=click.Path(dir_okay=False), metavar="FILE", hidden=True,
+              help="Deprecated alias of --event-file.")
 @click.option("--sample", "sample_type", default=None, help="Use the sample event of this type (see `webhooks events`).")
 @json_option
-def preview_cmd(account: str, subscription_id: str, event_file: str | None, sample_type: str | None, as_json: bool) -> None:
-    """Show whether an event would be sent (event types and filter) and the exact body and headers (nothing is sent)."""
+def preview_cmd(account: str, subscription_id: str, event_file: str | None, old_event_file: str | None,
+                sample_type: str | None, as_json: bool) -> None:
+    """Show whether an event would be sent (event types and filter) and the exact body and headers (nothing is sent).
+
+    The event is checked as publish() checks it (schema, WEBHOOKS_MAX_PAYLOAD_BYTES): one
+    publish() would refuse is refused here too (exit 2)."""
     from ..preview import preview
 
+    if old_event_file is not None:
+        click.echo("warning: --event is deprecated in preview; use --event-file FILE", err=True)
+        if event_file is not None:
+            raise click.UsageError("give --event-file FILE once (--event is its deprecated alias)")
+        event_file = old_event_file
     if bool(event_file) == bool(sample_type):
-        raise click.UsageError("give exactly one of --event FILE or --sample TYPE")
-    raw = _json_arg(f"@{event_file}", "--event") if event_file else None
+        raise click.UsageError("give exactly one of --event-file FILE or --sample TYPE")
+    raw = _json_arg(f"@{event_file}", "--event-file") if event_file else None
     result = preview(store.get(account, subscription_id), raw_event=raw, sample_type=sample_type)
     if as_json:
-        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        echo_json(result)
         return
-    click.echo(f"passes filter: {'yes' if result['accepted'] else 'no'}" + ("" if result["accepted"] else f" ({result['reason']})"))
+    for problem in result.get("problems", []):
+        click.echo(f"warning: {safe(problem)}", err=True)
+    click.echo(f"passes filter: {'yes' if result['accepted'] else 'no'}" + ("" if result["accepted"] else f" ({safe(result['reason'])})"))
     if result["accepted"]:
         click.echo("headers:")
         for k, v in result["headers"].items():
-            click.echo(f"  {k}: {v}")
+            click.echo(f"  {safe(k)}: {safe(v)}")
         click.echo("body:")
-        click.echo(result["body"])
+        click.echo(safe(result["body"]))
 
 
 @cli.command("send-test")
@@ -247,11 +284,11 @@ def send_test_cmd(account: str, subscription_id: str, as_json: bool) -> None:
 
     result = send_test(store.get(account, subscription_id))
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        echo_json(typed(result))
     elif result["ok"]:
         click.echo(f"delivered: HTTP {result['status']} in {result['duration_ms']:.0f} ms (webhook-id {result['delivery_id']})")
     else:
-        what = f"HTTP {result['status']}" if result.get("status") else result.get("error")
+        what = f"HTTP {result['status']}" if result.get("status") else safe(result.get("error"))
         click.echo(f"failed: {what} in {result['duration_ms']:.0f} ms (webhook-id {result['delivery_id']})")
     if not result["ok"]:
         raise click.exceptions.Exit(1)
@@ -264,7 +301,10 @@ def events_cmd(as_json: bool) -> None:
     from ..events import EVENT_TYPES
 
     types = list(EVENT_TYPES) + ["custom.<name>"]
-    click.echo(json.dumps(types) if as_json else "\n".join(types))
+    if as_json:
+        echo_json(types)
+    else:
+        click.echo("\n".join(types))
 
 
 @cli.command("keygen")

@@ -113,6 +113,10 @@ class TextTemplate:
             parts.append("".join(literal))
         return cls(source, tuple(parts))
 
+    def expressions(self) -> list[str]:
+        """The source of each placeholder's expression, in order."""
+        return [part.source for part in self._parts if isinstance(part, Expression)]
+
     def render(self, value: Any, evaluator: Evaluator, escape: Callable[[str], str] | None = None) -> str:
         """Fill the placeholders from ``value``; ``escape`` is applied to filled-in text only.
 
