@@ -197,7 +197,8 @@ class DeliveryStore:
                    str(attempt.duration_ms), error_kind or "", "" if attempt.status is None else str(attempt.status),
                    error or "", reason or "", *self._settle_tail, self._wake_template(), self._record_template,
                    str(int(now)), account, sub, claim.event_id, claim.event_type,
-                   "" if claim.created is None else _num(claim.created), claim.version or ""])
+                   "" if claim.created is None else _num(claim.created), claim.version or "",
+                   str(claim.attempts + 1)])
         woken = _text(out[4]) or None
         if woken:  # the message (its task id and delivery tag) was used: the next one is new
             self._wake_message.value = None

@@ -125,13 +125,13 @@ local function breaker_record(key, kreq, kfail, now, ok, second, window, min_req
     end
     return sum
   end
-  -- the expiry is renewed once per second bucket (the first count in it), not per attempt
-  if redis.call('HINCRBY', kreq, second, 1) == 1 then redis.call('EXPIRE', kreq, idle_ttl) end
-  if ok then
-    -- forget old buckets now and then (one field per second of traffic otherwise piles up)
-    if redis.call('HLEN', kreq) > tonumber(window) + 60 then total(kreq) end
-    return {'closed', 'closed'}
+  -- once per second bucket (its first count), not per attempt: renew the expiry, and forget
+  -- old buckets when they pile up (one field per second of traffic)
+  if redis.call('HINCRBY', kreq, second, 1) == 1 then
+    redis.call('EXPIRE', kreq, idle_ttl)
+    if ok and redis.call('HLEN', kreq) > tonumber(window) + 60 then total(kreq) end
   end
+  if ok then return {'closed', 'closed'} end
   redis.call('HINCRBY', kfail, second, 1)
   redis.call('EXPIRE', kfail, idle_ttl)
   local requests = total(kreq)

@@ -13,7 +13,9 @@
 --       19 breaker cooldown s, 20 idle ttl s, 21 disable after s, 22 dead-letter retention s,
 --       23 latencies kept, 24 wake message (the delivery id as {1}), 25 delivery record template,
 --       26 the current second, 27 account, 28 subscription id, 29 event id, 30 event type,
---       31 created, 32 key layout ('' for legacy)
+--       31 created, 32 key layout ('' for legacy), 33 this attempt's number (the record's
+--       attempts count after it: written with the transition, one command fewer than HINCRBY;
+--       two workers attempting one delivery at once may count one attempt short)
 -- Returns {result, breaker before, breaker after, disable (1/0), woken delivery id or ""}
 --   result: "delivered" | "duplicate" | "retry" | "park" | "dead" | "dead_again" | "gone"
 local now = tonumber(ARGV[1])
@@ -67,22 +69,24 @@ end
 
 -- the status transition
 local result = action
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local attempts = ARGV[33]
 if action == 'delivered' then
   redis.call('ZREM', KEYS[2], did)
   if status == 'delivered' then
     redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
+    redis.call('HINCRBY', KEYS[1], 'attempts', 1)
     result = 'duplicate'
   else
     redis.call('HSET', KEYS[1], 'status', 'delivered', 'last_status', ARGV[10], 'last_error', '', 'reason', '',
-               'updated', ARGV[1], 'delivered_at', ARGV[1])
+               'updated', ARGV[1], 'delivered_at', ARGV[1], 'attempts', attempts)
     release_payload(KEYS[6], KEYS[7])
   end
 elseif action == 'retry' or action == 'park' then
   local due = now + tonumber(ARGV[4])
   redis.call('HINCRBY', KEYS[1], 'retries', 1)
   redis.call('HSET', KEYS[1], 'status', action == 'retry' and 'retrying' or 'parked', 'due', fmt(due),
-             'last_status', ARGV[10], 'last_error', ARGV[11], 'reason', ARGV[12], 'updated', ARGV[1])
+             'last_status', ARGV[10], 'last_error', ARGV[11], 'reason', ARGV[12], 'updated', ARGV[1],
+             'attempts', attempts)
   if action == 'park' then redis.call('ZADD', KEYS[3], fmt(due), did) end
   redis.call('ZADD', KEYS[2], 'XX', fmt(due + progress), did)
 else
@@ -94,7 +98,7 @@ else
   local entry = cjson.encode({
     delivery_id = did, account = ARGV[27], subscription_id = ARGV[28], event_id = ARGV[29], type = ARGV[30],
     reason = ARGV[12], error = ARGV[11] ~= '' and ARGV[11] or cjson.null, status = tonumber(ARGV[10]) or cjson.null,
-    attempts = attempts, created = tonumber(ARGV[31]), died_at = now, v = v})
+    attempts = tonumber(attempts), created = tonumber(ARGV[31]), died_at = now, v = v})
   if redis.call('HSETNX', KEYS[19], did, entry) == 1 then
     redis.call('ZADD', KEYS[20], ARGV[1], did)
     redis.call('EXPIRE', KEYS[19], ARGV[22])
@@ -103,7 +107,7 @@ else
     result = 'dead_again'
   end
   redis.call('HSET', KEYS[1], 'status', 'dead', 'reason', ARGV[12], 'last_status', ARGV[10],
-             'last_error', ARGV[11], 'updated', ARGV[1])
+             'last_error', ARGV[11], 'updated', ARGV[1], 'attempts', attempts)
 end
 
 -- the slot goes back; the oldest delivery waiting for one is put on the retries queue
