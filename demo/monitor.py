@@ -67,11 +67,15 @@ def _run(run_dir: Path, serve: bool, children: list[Any]) -> None:
     children.append(receiver)
     receiver.script("/flaky", [Reply(status=500, body=b"flaky")])
     receiver.fail("/down")
+    from webhooks.secretbox import new_key
+
     worker_port, exporter_port = _free_port(), _free_port()
     env = {"WEBHOOKS_REDIS_URL": redis_handle.url, "WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
            "WEBHOOKS_CA_BUNDLE": ca.ca_pem_path, "WEBHOOKS_RETRY_SCHEDULE": "0.5,1",
            "WEBHOOKS_TOTAL_TIMEOUT_S": "5", "WEBHOOKS_CONNECT_TIMEOUT_S": "2",
-           "WEBHOOKS_METRICS_PORT": str(worker_port)}
+           "WEBHOOKS_METRICS_PORT": str(worker_port),
+           # signing secrets are stored encrypted: a throwaway key unless one is set
+           "WEBHOOKS_ENCRYPTION_KEY": os.environ.get("WEBHOOKS_ENCRYPTION_KEY") or new_key()}
     os.environ.update(env)
     from webhooks.settings import reload_settings
 
