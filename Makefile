@@ -34,7 +34,7 @@ $(VENV)/.bench-installed: pyproject.toml $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,demo,bench]'
 	touch $@
 
-bench: $(VENV)/.bench-installed  ## side by side with a plain Celery task, publish latency, isolation (figures in the README)
+bench: $(VENV)/.bench-installed  ## side by side with a plain Celery task, publish latency, isolation (figures in docs/performance.md)
 	$(PY) -m bench
 
 chaos: $(STAMP)  ## a minute of steady load with random faults; prints the ledger table
