@@ -72,10 +72,7 @@ def test_every_dripping_shape_ends_at_the_total_deadline_as_a_timeout(ca: TestCA
         assert classify(None, error.kind) is Verdict.RETRY
         assert error.host == "127.0.0.1"
         # And the connection was cut: the server sees its client gone
-        deadline = time.monotonic() + 5
-        while server.open_connections and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.open_connections == 0, f"{shape}: the dripping connection is still open"
+        wait_until(lambda: server.open_connections == 0, 5, message=f"{shape}: the dripping connection to close")
 
 
 def test_the_thread_is_free_for_the_next_attempt(ca: TestCA, transport: HttpTransport) -> None:
