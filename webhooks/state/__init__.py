@@ -160,11 +160,10 @@ class DeliveryStore:
         ``token`` marks this publish: a call retried after a timeout whose first try did run
         finds its own mark and counts as done, not as a duplicate."""
         now = self.clock()
-        argv: list[Any] = [body, ttl_s, len(deliveries), account, event_id, event_type, _num(now),
+        argv = [body, ttl_s, len(deliveries), account, event_id, event_type, _num(now),
                            _num(now - self.settings.attempt_retention_s), _num(now + self.settings.progress_deadline_s),
-                           self._record_template, token, subs_version, self._publish_message]
-        for pair in deliveries:
-            argv += pair
+                           self._record_template, token, subs_version, self._publish_message,
+                           " ".join(f"{did} {sub}" for did, sub in deliveries)]
         out = run(self.redis, "publish",
                   [K.event_seen(account, event_id), K.event(account, event_id), K.event_refs(account, event_id),
                    K.deliveries(account), DELIVERIES_QUEUE, K.inflight(), K.subs(account), K.subs_version(account)],

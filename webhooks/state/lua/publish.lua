@@ -5,7 +5,8 @@
 -- ARGV: 1 body, 2 ttl s, 3 n, 4 account, 5 event id, 6 type, 7 now, 8 oldest kept, 9 progress
 --       deadline, 10 delivery record template, 11 this publish's token, 12 the subscriptions
 --       version the caller matched against ('' when it has none), 13 task message template
---       ('{1}' where the delivery id goes), then (delivery id, subscription id)*
+--       ('{1}' where the delivery id goes), 14 the deliveries: 'delivery-id subscription-id ...'
+--       (ids never hold spaces; one argument rather than two per delivery, which the client packs)
 -- Returns {n} (0 writes nothing); {-1, token of the publish that came first} when this account
 -- already published this event id; {-2, current version, HGETALL of the subscriptions} when
 -- ARGV[12] is not the current version (nothing written: match again and call again).
@@ -38,11 +39,10 @@ while true do
 end
 pieces[#pieces + 1] = string.sub(ARGV[13], start)
 local indexed, inflight, messages = {}, {}, {}
-for i = 14, #ARGV, 2 do
-  local did = ARGV[i]
+for did, sub in string.gmatch(ARGV[14], '(%S+) (%S+)') do
   local dk = fill(ARGV[10], did)
   -- v = 2: the payload lives under the account-scoped event key
-  redis.call('HSET', dk, 'account', ARGV[4], 'sub', ARGV[i + 1], 'evt', ARGV[5], 'type', ARGV[6], 'v', '2',
+  redis.call('HSET', dk, 'account', ARGV[4], 'sub', sub, 'evt', ARGV[5], 'type', ARGV[6], 'v', '2',
              'status', 'pending', 'created', ARGV[7], 'updated', ARGV[7], 'retries', 0, 'attempts', 0)
   redis.call('EXPIRE', dk, ARGV[2])
   indexed[#indexed + 1] = ARGV[7]
