@@ -1,9 +1,12 @@
 """publish(): validate, store the event once, enqueue one task per matching subscription.
 
-Cost: one HGETALL (the account's subscriptions) and, when anything matches, one atomic
-Lua call (the state machine's ``publish``) that writes the payload, the delivery records
-and every task message. Either
-all of it lands or none of it: nothing is half-enqueued.
+Cost: one Redis call, the state machine's atomic ``publish`` script, which writes the payload,
+the delivery records and every task message (built in the script from one template): all of
+it lands or none of it, nothing is half-enqueued. The event is matched against this process's
+copy of the account's subscriptions (``webhooks.subcache``); the script refuses a copy that is
+no longer current and returns the stored records instead, and publish matches again and calls
+again: a second call after every change to the account's subscriptions, and on an account's
+first publish in a process. The rest is Python: marshmallow's validation is the largest part.
 """
 from __future__ import annotations
 

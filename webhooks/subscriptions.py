@@ -1,8 +1,10 @@
 """Subscriptions: an account's endpoints, stored in Redis, always read through the account.
 
 One Redis hash per account (``wh:subs:<account>``: id -> JSON) makes the producer's match
-one HGETALL, and makes tenant isolation structural: a subscription id from another
-account is simply not in this account's hash, so it is "not found".
+one read, and makes tenant isolation structural: a subscription id from another
+account is simply not in this account's hash, so it is "not found". Every write to the hash
+also replaces the account's version token (``bump_version``): publishers match against a
+cached copy and the enqueue script refuses one whose version is not current.
 
 Every public function raises StoreUnavailable (a documented webhooks error), never a raw
 ``redis.exceptions.*``, when Redis cannot be reached or refuses the command.
