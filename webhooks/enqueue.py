@@ -25,14 +25,19 @@ _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = False) -> str:
+def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = False, task_id: str | None = None,
+                 delivery_tag: str | None = None) -> str:
     """The JSON string kombu's Redis transport would LPUSH for ``task(*args)`` on ``queue``.
 
     Only ids go in ``args`` (Flower shows them); the task runs with retries=0. With
     ``raw_body`` the body is stored as text (kombu's "utf-8" body encoding) instead of
     base64, so a Lua script can put a delivery id into a message made in advance.
+    ``task_id`` and ``delivery_tag`` default to new uuid4s. A template that a script fills in
+    for many deliveries passes ones made of the delivery id: kombu needs the delivery tag
+    unique among messages in flight (its unacked hash is keyed by it), Celery does not need
+    the task id unique (a retry re-sends the same id) and Flower shows it.
     """
-    task_id = str(uuid.uuid4())
+    task_id = task_id or str(uuid.uuid4())
     body = json.dumps([args, {}, _EMBED])
     message = {
         "body": body if raw_body else base64.b64encode(body.encode()).decode(),
@@ -66,7 +71,7 @@ def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = Fal
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "utf-8" if raw_body else "base64",
-            "delivery_tag": str(uuid.uuid4()),
+            "delivery_tag": delivery_tag or str(uuid.uuid4()),
         },
     }
     return json.dumps(message)

@@ -1,10 +1,12 @@
 """Identifiers: a prefix and 22 url-safe random characters (128 bits)."""
 from __future__ import annotations
 
+import base64
+import os
 import re
 import secrets
 
-__all__ = ["new_id", "check_account", "ACCOUNT_RE"]
+__all__ = ["new_id", "new_ids", "check_account", "ACCOUNT_RE"]
 
 ACCOUNT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z, not $: "$" also matches before a final "\n"
 
@@ -12,6 +14,13 @@ ACCOUNT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z, not $: "$"
 def new_id(prefix: str) -> str:
     """A new random id such as ``evt_2Qm…``; prefixes: evt, sub, msg (delivery), att."""
     return f"{prefix}_{secrets.token_urlsafe(16)}"
+
+
+def new_ids(prefix: str, n: int) -> list[str]:
+    """``n`` new ids like ``new_id``'s, from one read of the OS's random source."""
+    raw = os.urandom(16 * n)
+    enc = base64.urlsafe_b64encode
+    return [f"{prefix}_{enc(raw[i:i + 16])[:22].decode()}" for i in range(0, 16 * n, 16)]
 
 
 def check_account(account: str) -> str:

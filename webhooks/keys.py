@@ -15,6 +15,12 @@ class K:
         return f"wh:subs:{account}"
 
     @staticmethod
+    def subs_version(account: str) -> str:
+        """String: a random token that every writer of ``subs(account)`` replaces in the same
+        transaction, so a publisher can tell that the copy it decoded is still current."""
+        return f"wh:subs:{account}:v"
+
+    @staticmethod
     def event(account: str, event_id: str) -> str:
         """String: the event envelope JSON, stored once for all its deliveries. Scoped by
         account: the same event id in two accounts is two events."""

@@ -1,9 +1,12 @@
 """publish(): validate, store the event once, enqueue one task per matching subscription.
 
-Cost: one HGETALL (the account's subscriptions) and, when anything matches, one atomic
-Lua call (the state machine's ``publish``) that writes the payload, the delivery records
-and every task message. Either
-all of it lands or none of it: nothing is half-enqueued.
+Cost: one Redis call, the state machine's atomic ``publish`` script, which writes the payload,
+the delivery records and every task message (built in the script from one template): all of
+it lands or none of it, nothing is half-enqueued. The event is matched against this process's
+copy of the account's subscriptions (``webhooks.subcache``); the script refuses a copy that is
+no longer current and returns the stored records instead, and publish matches again and calls
+again: a second call after every change to the account's subscriptions, and on an account's
+first publish in a process. The rest is Python: marshmallow's validation is the largest part.
 """
 from __future__ import annotations
 
@@ -15,14 +18,11 @@ from typing import Any
 
 import redis
 
-from . import events
-from .connection import get_redis
-from .enqueue import DELIVER_TASK, DELIVERIES_QUEUE, task_message
+from . import events, subcache
 from .errors import PublishError, ValidationError
-from .ids import check_account, new_id
-from .keys import K
+from .ids import check_account, new_id, new_ids
 from .settings import Settings, get_settings
-from .state import get_store
+from .state import SubscriptionsChanged, get_store
 from .subscriptions import Subscription, readable
 
 __all__ = ["PublishedEvent", "publish", "enqueue_envelope"]
@@ -87,12 +87,12 @@ def _matches(sub: Subscription, envelope: dict[str, Any], budget: Any = None) ->
     return True if decided is None else decided
 
 
-def _match_all(account: str, subs: list[Subscription], envelope: dict[str, Any]) -> list[Subscription]:
-    """The subscriptions that get ``envelope``, oldest first; their filters share one budget."""
+def _match_all(account: str, candidates: tuple[Subscription, ...], envelope: dict[str, Any]) -> list[Subscription]:
+    """The ``candidates`` (oldest first) that get ``envelope``; their filters share one budget."""
     from .transform.filters import FilterBudget
 
     budget = FilterBudget()
-    matched = [sub for sub in sorted(subs, key=lambda x: x.created_at) if _matches(sub, envelope, budget)]
+    matched = [sub for sub in candidates if _matches(sub, envelope, budget)]
     if budget.unfiltered:
         log.warning(
             "account %s: filters spent the shared work budget of one publish; %d subscription(s) got event %s unfiltered",
@@ -106,29 +106,38 @@ def _payload_ttl_s(s: Settings) -> int:
     return int(sum(s.retry_schedule_s) * (1 + s.retry_jitter) + s.dead_letter_retention_s + 3600)
 
 
+# Calls of the enqueue script per publish at most: one with the cached subscriptions, and,
+# each time it answers that they changed, one more with the records it returned.
+_TRIES = 3
+
+
+class SubscriptionsKeptChanging(redis.RedisError):
+    """The account's subscriptions changed before every try of one publish (nothing enqueued)."""
+
+
 def enqueue_envelope(account: str, envelope: dict[str, Any], body: bytes) -> PublishedEvent:
     """Match and enqueue an already validated envelope. Raises redis errors as they come."""
-    s = get_settings()
-    r = get_redis()
-    raw = r.hgetall(K.subs(account))
-    if not raw:
-        return PublishedEvent(envelope["id"], envelope["type"], account, 0)
-    subs = readable(account, raw)
-    matched = _match_all(account, subs, envelope)
-    if not matched:
-        return PublishedEvent(envelope["id"], envelope["type"], account, 0)
-    deliveries = []
-    for sub in matched:
-        did = new_id("msg")
-        deliveries.append((did, sub.id, task_message(DELIVER_TASK, [did], DELIVERIES_QUEUE)))
-    try:
-        n = get_store().publish(account, envelope["id"], envelope["type"], body, _payload_ttl_s(s), deliveries,
-                                token=new_id("pub"))
-    except redis.RedisError as exc:
-        raise _ScriptInFlight(exc, maybe_sent=_maybe_sent(exc)) from exc
-    if n is None:
-        return PublishedEvent(envelope["id"], envelope["type"], account, 0, duplicate=True)
-    return PublishedEvent(envelope["id"], envelope["type"], account, n, tuple(d[0] for d in deliveries))
+    store = get_store()
+    event_id, event_type = envelope["id"], envelope["type"]
+    known = subcache.get(account)
+    token = new_id("pub")
+    for _ in range(_TRIES):
+        matched = _match_all(account, known.candidates(event_type), envelope) if known else []
+        deliveries = list(zip(new_ids("msg", len(matched)), (sub.id for sub in matched)))
+        try:
+            out = store.publish(account, event_id, event_type, body, _payload_ttl_s(store.settings), deliveries,
+                                token, known.version if known else "")
+        except redis.RedisError as exc:
+            # a call with no deliveries writes nothing an event needs: it cannot have enqueued
+            raise _ScriptInFlight(exc, maybe_sent=bool(deliveries) and _maybe_sent(exc)) from exc
+        if isinstance(out, SubscriptionsChanged):
+            known = subcache.remember(account, out.version, readable(account, out.records))
+            continue
+        if out is None:
+            return PublishedEvent(event_id, event_type, account, 0, duplicate=True)
+        return PublishedEvent(event_id, event_type, account, out, tuple(d[0] for d in deliveries))
+    raise _ScriptInFlight(SubscriptionsKeptChanging(
+        f"the subscriptions of account {account} changed before each of {_TRIES} tries"), maybe_sent=False)
 
 
 class _ScriptInFlight(redis.RedisError):

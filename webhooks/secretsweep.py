@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import redis
 
-from . import secretbox
+from . import secretbox, subscriptions
 from .connection import get_redis
 from .keys import K
 from .settings import Settings, get_settings
@@ -129,6 +129,7 @@ def encrypt_stored(settings: Settings | None = None) -> SweepResult:
                     pipe.multi()
                     if updates:
                         pipe.hset(name, mapping=updates)  # type: ignore[arg-type]
+                        subscriptions.bump_version(pipe, account)
                     pipe.execute()
                 except redis.WatchError:
                     continue  # someone changed this account meanwhile: read it again

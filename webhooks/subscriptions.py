@@ -1,8 +1,10 @@
 """Subscriptions: an account's endpoints, stored in Redis, always read through the account.
 
 One Redis hash per account (``wh:subs:<account>``: id -> JSON) makes the producer's match
-one HGETALL, and makes tenant isolation structural: a subscription id from another
-account is simply not in this account's hash, so it is "not found".
+one read, and makes tenant isolation structural: a subscription id from another
+account is simply not in this account's hash, so it is "not found". Every write to the hash
+also replaces the account's version token (``bump_version``): publishers match against a
+cached copy and the enqueue script refuses one whose version is not current.
 
 Every public function raises StoreUnavailable (a documented webhooks error), never a raw
 ``redis.exceptions.*``, when Redis cannot be reached or refuses the command.
@@ -209,9 +211,18 @@ def _check_rate(rate: float | None) -> float | None:
     return value
 
 
+def bump_version(pipe: Any, account: str) -> None:
+    """Join ``pipe`` (a transaction writing ``account``'s subscriptions hash): replace the
+    account's subscriptions version, so every publisher's cached copy is refused as stale.
+    Every writer of the hash calls it; a random token, not a counter, so a flushed or
+    restored Redis never repeats a version a publisher still holds."""
+    pipe.set(K.subs_version(account), new_id("v"))
+
+
 def _save(sub: Subscription, action: str, changes: dict[str, Any], actor: str | None) -> None:
     pipe = get_redis().pipeline(transaction=True)
     pipe.hset(K.subs(sub.account), sub.id, sub.to_json())
+    bump_version(pipe, sub.account)
     pipe.sadd(K.accounts(), sub.account)
     audit.record(sub.account, action, subscription_id=sub.id, changes=changes, actor=actor, pipe=pipe)
     pipe.execute()
@@ -389,6 +400,7 @@ def delete(account: str, subscription_id: str, *, actor: str | None = None) -> N
     sub = _get(account, subscription_id)
     pipe = get_redis().pipeline(transaction=True)
     pipe.hdel(K.subs(account), sub.id)
+    bump_version(pipe, account)
     audit.record(account, "delete", subscription_id=sub.id, changes={"url": sub.url}, actor=actor, pipe=pipe)
     pipe.execute()
 

@@ -1,6 +1,7 @@
 """Unit-test fixtures: fakeredis in place of the real client, a fake clock, fresh settings."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Iterator
 
 import fakeredis
@@ -14,7 +15,7 @@ def fake_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[fakeredis.FakeRedis]
     WEBHOOKS_REDIS_URL points at a port nothing listens on: a test that lost its fake fails
     instead of writing to a real Redis.
     """
-    from webhooks import connection
+    from webhooks import connection, subcache
     from webhooks.settings import reload_settings
 
     monkeypatch.setenv("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:1/0")
@@ -26,6 +27,8 @@ def fake_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[fakeredis.FakeRedis]
     reload_settings()
     client = fakeredis.FakeRedis()
     monkeypatch.setattr(connection, "_client", client)
+    # the producer's copies of subscriptions start empty, as in a new process
+    monkeypatch.setattr(subcache, "_known", OrderedDict())
     yield client
     monkeypatch.undo()
     reload_settings()

@@ -30,11 +30,14 @@ def test_an_event_is_enqueued_once_per_matching_subscription_with_ids_only(fake_
     msgs = _queued(fake_redis)
     assert len(msgs) == 2
     for m in msgs:
-        args, kwargs, _ = json.loads(base64.b64decode(m["body"]))
+        assert m["properties"]["body_encoding"] == "utf-8"  # the script filled in a text template
+        args, kwargs, _ = json.loads(m["body"])
         assert m["headers"]["task"] == DELIVER_TASK
         assert args[0] in published.delivery_ids and kwargs == {}
         assert m["headers"]["argsrepr"] == repr(args)
         assert data["visitor"]["email"] not in json.dumps(m)
+    # And each has its own task id and delivery tag (kombu's unacked hash is keyed by the tag)
+    assert len({m["headers"]["id"] for m in msgs}) == len({m["properties"]["delivery_tag"] for m in msgs}) == 2
     # And the payload is stored once, with one record per delivery
     assert json.loads(fake_redis.get(K.event(published.account, published.id)))["data"] == events.validate("conversation.ended", data)
     subs = {fake_redis.hget(K.delivery(d), "sub").decode() for d in published.delivery_ids}
@@ -100,15 +103,40 @@ def test_an_oversized_event_raises_payload_too_large(fake_redis, monkeypatch):
     assert fake_redis.llen(DELIVERIES_QUEUE) == 0
 
 
+def _failing_evalsha(fake_redis, monkeypatch, error: Exception) -> None:  # type: ignore[no-untyped-def]
+    def boom(*a, **k):  # type: ignore[no-untyped-def]
+        raise error
+
+    monkeypatch.setattr(fake_redis, "evalsha", boom)
+
+
 def test_redis_errors_become_publish_error(fake_redis, monkeypatch):
     subscriptions.create("acme", "https://127.0.0.1/a", ["*"])
-
-    def boom(*a, **k):  # type: ignore[no-untyped-def]
-        raise redis.ConnectionError("down")
-
-    monkeypatch.setattr(fake_redis, "hgetall", boom)
-    with pytest.raises(webhooks.PublishError, match="nothing was enqueued"):
+    _failing_evalsha(fake_redis, monkeypatch, redis.ConnectionError("Error connecting to 127.0.0.1:6379"))
+    with pytest.raises(webhooks.PublishError, match="nothing was enqueued") as err:
         webhooks.publish("acme", "message.sent", events.sample("message.sent"))
+    assert err.value.maybe_enqueued is False
+
+
+def test_a_timeout_of_the_first_read_of_an_account_says_nothing_was_enqueued(fake_redis, monkeypatch):
+    # Given an account this process has not published to (its first call carries no delivery)
+    subscriptions.create("acme", "https://127.0.0.1/a", ["*"])
+    _failing_evalsha(fake_redis, monkeypatch, redis.TimeoutError("Timeout reading from socket"))
+    # When Redis times out, Then the error says truthfully that nothing was enqueued
+    with pytest.raises(webhooks.PublishError, match="nothing was enqueued") as err:
+        webhooks.publish("acme", "message.sent", events.sample("message.sent"))
+    assert err.value.maybe_enqueued is False
+
+
+def test_a_timeout_of_an_enqueue_with_deliveries_says_it_may_have_enqueued(fake_redis, monkeypatch):
+    # Given an account already published to (its subscriptions known: one call, with deliveries)
+    subscriptions.create("acme", "https://127.0.0.1/a", ["*"])
+    webhooks.publish("acme", "message.sent", events.sample("message.sent"))
+    _failing_evalsha(fake_redis, monkeypatch, redis.TimeoutError("Timeout reading from socket"))
+    # When Redis times out, Then the error says the event may be enqueued, and carries its id
+    with pytest.raises(webhooks.PublishError, match="may have been enqueued") as err:
+        webhooks.publish("acme", "message.sent", events.sample("message.sent"), event_id="evt_42")
+    assert err.value.maybe_enqueued is True and err.value.event_id == "evt_42"
 
 
 def test_our_message_matches_what_celery_itself_would_publish():

@@ -158,3 +158,59 @@ def test_account_names_that_could_reach_another_key_are_refused(r: fakeredis.Fak
     with pytest.raises(ValidationError):
         subscriptions.list_subscriptions(account)
     assert r.keys("wh:subs:*") == []
+
+
+def _with_a_key(r: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    from webhooks import connection, secretbox
+    from webhooks.settings import reload_settings
+
+    monkeypatch.setenv("WEBHOOKS_ENCRYPTION_KEY", secretbox.new_key())
+    reload_settings()
+    monkeypatch.setattr(connection, "_client", r)
+
+
+def _writers() -> dict[str, "object"]:
+    from webhooks import listening, secretsweep
+
+    def encrypt(r: fakeredis.FakeRedis, sub: subscriptions.Subscription, monkeypatch: pytest.MonkeyPatch) -> None:
+        _with_a_key(r, monkeypatch)
+        assert secretsweep.encrypt_stored().encrypted == 1
+
+    def listen(r: fakeredis.FakeRedis, sub: subscriptions.Subscription, monkeypatch: pytest.MonkeyPatch) -> None:
+        _with_a_key(r, monkeypatch)
+        listening.create_listener("acme", "127.0.0.1", 8765, ["*"])
+
+    def enable(r: fakeredis.FakeRedis, sub: subscriptions.Subscription, monkeypatch: pytest.MonkeyPatch) -> None:
+        subscriptions.disable("acme", sub.id)
+        r.delete(K.subs_version("acme"))  # only enable's own write can set it again
+        subscriptions.enable("acme", sub.id)
+
+    return {
+        "create": lambda r, sub, mp: subscriptions.create("acme", URL, ["*"]),
+        "update": lambda r, sub, mp: subscriptions.update("acme", sub.id, description="new"),
+        "disable": lambda r, sub, mp: subscriptions.disable("acme", sub.id),
+        "enable": enable,
+        "rotate_secret": lambda r, sub, mp: subscriptions.rotate_secret("acme", sub.id, grace_s=0),
+        "delete": lambda r, sub, mp: subscriptions.delete("acme", sub.id),
+        "listening.create_listener": listen,
+        "secretsweep.encrypt_stored": encrypt,
+    }
+
+
+@pytest.mark.parametrize("writer", list(_writers()))
+def test_every_writer_of_an_accounts_subscriptions_replaces_their_version(r: fakeredis.FakeRedis,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          writer: str) -> None:
+    # Given an account with a subscription, and its subscriptions version
+    from webhooks import listening
+
+    if writer.startswith("listening") and listening.local_identity() is None:
+        pytest.skip("needs Linux /proc")
+    sub = subscriptions.create("acme", URL, ["*"])
+    before = r.get(K.subs_version("acme"))
+    assert before
+    # When the writer changes the account's subscriptions
+    _writers()[writer](r, sub, monkeypatch)
+    # Then the version is a new one (so no publisher matches against its old copy)
+    after = r.get(K.subs_version("acme"))
+    assert after and after != before

@@ -28,7 +28,8 @@ from ..settings import Settings
 from .scripts import run
 
 __all__ = [
-    "STATUSES", "ENDED", "IN_PROGRESS", "Attempt", "Claim", "Settled", "DeliveryStore", "LATENCIES_KEPT",
+    "STATUSES", "ENDED", "IN_PROGRESS", "Attempt", "Claim", "Settled", "SubscriptionsChanged", "DeliveryStore",
+    "LATENCIES_KEPT",
 ]
 
 STATUSES = ("pending", "attempting", "waiting", "retrying", "parked", "delivered", "dead", "discarded")
@@ -92,6 +93,15 @@ class Settled:
     woken: str | None
 
 
+@dataclass(frozen=True)
+class SubscriptionsChanged:
+    """``publish`` refused: the account's subscriptions are not the version the caller matched
+    against. ``version`` is the current one and ``records`` the stored hash (id -> JSON)."""
+
+    version: str
+    records: dict[bytes, bytes]
+
+
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -123,6 +133,10 @@ class DeliveryStore:
             str(s.dead_letter_retention_s), str(LATENCIES_KEPT),
         ]
         self._record_template = t(K.delivery)
+        # One message for every delivery of a publish: the script puts the delivery id in it,
+        # as the args, the task id and (unique per message in flight, as kombu needs) the tag.
+        self._publish_message = task_message(DELIVER_TASK, ["{1}"], DELIVERIES_QUEUE, raw_body=True,
+                                             task_id="{1}", delivery_tag="{1}:publish")
         self._wake_message = threading.local()
 
     @property
@@ -133,21 +147,31 @@ class DeliveryStore:
     # -- publish ------------------------------------------------------------------------------
 
     def publish(self, account: str, event_id: str, event_type: str, body: bytes, ttl_s: int,
-                deliveries: list[tuple[str, str, str]], token: str) -> int | None:
-        """Store an event once and enqueue ``deliveries`` ((delivery id, subscription id, task
-        message)*) atomically: the number enqueued, or None when this account already
-        published ``event_id``. ``token`` marks this publish: a call retried after a timeout
-        whose first try did run finds its own mark and counts as done, not as a duplicate."""
+                deliveries: list[tuple[str, str]], token: str,
+                subs_version: str) -> "int | None | SubscriptionsChanged":
+        """Store an event once and enqueue ``deliveries`` ((delivery id, subscription id)*, one
+        task message each) atomically, if ``subs_version`` is still the version of the
+        account's subscriptions (the caller matched the event against that copy; '' when it
+        has none).
+
+        Returns the number enqueued (0 writes nothing); None when this account already
+        published ``event_id``; SubscriptionsChanged (nothing written) with the current
+        version and records when they changed: match against those and call again.
+        ``token`` marks this publish: a call retried after a timeout whose first try did run
+        finds its own mark and counts as done, not as a duplicate."""
         now = self.clock()
-        argv: list[Any] = [body, ttl_s, len(deliveries), account, event_id, event_type, _num(now),
+        argv = [body, ttl_s, len(deliveries), account, event_id, event_type, _num(now),
                            _num(now - self.settings.attempt_retention_s), _num(now + self.settings.progress_deadline_s),
-                           K.template(K.delivery), token]
-        for triple in deliveries:
-            argv += triple
+                           self._record_template, token, subs_version, self._publish_message,
+                           " ".join(f"{did} {sub}" for did, sub in deliveries)]
         out = run(self.redis, "publish",
                   [K.event_seen(account, event_id), K.event(account, event_id), K.event_refs(account, event_id),
-                   K.deliveries(account), DELIVERIES_QUEUE, K.inflight()], argv)
+                   K.deliveries(account), DELIVERIES_QUEUE, K.inflight(), K.subs(account), K.subs_version(account)],
+                  argv)
         n = int(out[0])
+        if n == -2:
+            flat = out[2]
+            return SubscriptionsChanged(_text(out[1]), dict(zip(flat[::2], flat[1::2])))
         if n == -1:
             return len(deliveries) if _text(out[1]) == token else None
         return n
