@@ -200,6 +200,7 @@ class Run:
     round_trips: float
     duplicates: int
     seconds: float
+    per_command: dict[str, tuple[float, float]] = field(default_factory=dict)  # per delivery: calls, µs
 
 
 def _check_hits(side: Side, hits: list[Any], expected: int) -> int:
@@ -225,6 +226,8 @@ def _window(a: Snapshot, b: Snapshot) -> dict[str, float]:
         "scripts": (b.redis.scripts - a.redis.scripts) / n,
         # b's own INFO is one read counted in b (the counter moves before the command runs).
         "round_trips": (b.redis.reads - a.redis.reads - 1) / n,
+        "per_command": {k: ((c - a.redis.per_command.get(k, (0, 0))[0]) / n, (u - a.redis.per_command.get(k, (0, 0))[1]) / n)
+                        for k, (c, u) in b.redis.per_command.items() if c > a.redis.per_command.get(k, (0, 0))[0]},
     }
 
 
@@ -402,6 +405,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                     help="every endpoint answers after this long (a slow endpoint; uses the asyncio receiver)")
     ap.add_argument("--encrypt", action="store_true", help="run ours with WEBHOOKS_ENCRYPTION_KEY set")
     ap.add_argument("--json", metavar="FILE", help="also write every run's figures to FILE")
+    ap.add_argument("--commandstats", action="store_true",
+                    help="print each side's Redis commands per delivery (calls and µs, INFO commandstats)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (worker and receiver logs)")
     ap.add_argument("--quick", action="store_true",
                     help="development: 1,000 deliveries, warm-up 100, 1 run, one-worker row only, 5 s latency")
@@ -471,6 +476,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           f"worker {r.worker_us:6.0f} µs, Redis {r.redis_us:5.0f} µs, {r.round_trips:5.1f} round trips, "
                           f"{r.commands:5.1f} commands, receiver {r.receiver_us:4.0f} µs per delivery"
                           f"{f', {r.duplicates} duplicates' if r.duplicates else ''} ({r.seconds:.0f} s)", flush=True)
+                    if args.commandstats and row == "one":
+                        print(f"    Redis commands per delivery (µs inside Redis's call(); a script's include its inner "
+                              f"commands'; the rest of the {r.redis_us:.0f} µs is sockets, parsing and the event loop):")
+                        for name, (calls, usec) in sorted(r.per_command.items(), key=lambda kv: -kv[1][1]):
+                            print(f"      {name:18} {calls:5.2f} calls {usec:6.1f} µs", flush=True)
         if args.latency_seconds > 0:
             for side in sides:
                 rate = args.latency_rate or res.med(side.name, "one", "rate") / 2

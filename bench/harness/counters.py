@@ -3,7 +3,7 @@ trees (``/proc/<pid>/stat`` utime+stime via psutil) and the Redis server's own c
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import psutil
@@ -43,6 +43,8 @@ class RedisCounters:
     commands: int  # sum of INFO commandstats calls, minus the INFO calls the bench makes itself
     scripts: int  # top-level EVAL/EVALSHA/FCALL calls
     reads: int  # total_reads_processed: one per read event on a client socket (see sidebyside)
+    # command -> (calls, µs inside the command): a script's µs include its inner commands'
+    per_command: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def redis_counters(r: redis.Redis) -> RedisCounters:
@@ -53,6 +55,8 @@ def redis_counters(r: redis.Redis) -> RedisCounters:
         commands=sum(calls.values()) - calls.get("cmdstat_info", 0),
         scripts=sum(calls.get(k, 0) for k in _SCRIPT_CALLS),
         reads=int(info["total_reads_processed"]),
+        per_command={k[len("cmdstat_"):]: (int(v["calls"]), int(v["usec"])) for k, v in info.items()
+                     if k.startswith("cmdstat_") and isinstance(v, dict) and k != "cmdstat_info"},
     )
 
 
