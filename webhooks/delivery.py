@@ -26,7 +26,7 @@ from .errors import DeliveryError, EncryptionError, ValidationError
 from .policy import RetrySchedule, Verdict, classify, next_delay, parse_retry_after, split_tier
 from .producer import _transform_for
 from .settings import Settings, get_settings
-from .state import Attempt, Claim, DeliveryStore, Settled, get_store
+from .state import Attempt, BrokerMessage, Claim, DeliveryStore, Settled, get_store
 from .transport import HttpTransport, OutgoingRequest, Transport
 
 __all__ = ["Outcome", "attempt", "deliver", "breaker_config", "get_transport", "set_transport", "schedule_for"]
@@ -151,11 +151,13 @@ def attempt(
     transport: Transport,
     clock: Callable[[], float] = time.time,
     rng: random.Random = _rng,
+    broker: BrokerMessage | None = None,
 ) -> Outcome:
     """Make one attempt at ``delivery_id`` and decide what follows. See Outcome.
 
     Two Redis calls (``store.claim`` and ``store.settle``) whatever happens; Redis errors
-    propagate (the task requeues the message)."""
+    propagate (the task requeues the message). ``broker``: the message this attempt runs
+    from, acked inside ``settle`` when the attempt gets that far (see BrokerMessage)."""
     settings = store.settings
     claim = store.claim(delivery_id)
     if claim.action == "skip":
@@ -209,7 +211,7 @@ def attempt(
                      verdict=verdict.name.lower(), response=response_text)
     settled = store.settle(claim, record, action=action, ok=verdict is Verdict.DELIVERED,
                            counts=kind not in _NOT_THE_ENDPOINT, error_kind=kind, error=error, reason=reason,
-                           delay_s=delay)
+                           delay_s=delay, broker=broker)
     log.info("delivery %s attempt %d: %s in %.0f ms -> %s", delivery_id, number,
              status if status is not None else kind, duration_s * 1000, settled.result)
     _count(claim, status, kind, duration_s, settled, clock())
@@ -268,6 +270,6 @@ def _after(sub: subscriptions.Subscription, verdict: Verdict, settled: Settled, 
         health.disable_failing(sub, settings)
 
 
-def deliver(delivery_id: str) -> Outcome:
+def deliver(delivery_id: str, broker: BrokerMessage | None = None) -> Outcome:
     """``attempt`` with the process's store and transport: what the Celery task calls."""
-    return attempt(delivery_id, store=get_store(), transport=get_transport())
+    return attempt(delivery_id, store=get_store(), transport=get_transport(), broker=broker)

@@ -26,7 +26,7 @@ _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = False, task_id: str | None = None,
-                 delivery_tag: str | None = None) -> str:
+                 delivery_tag: str | None = None, origin: str | None = None) -> str:
     """The JSON string kombu's Redis transport would LPUSH for ``task(*args)`` on ``queue``.
 
     Only ids go in ``args`` (Flower shows them); the task runs with retries=0. With
@@ -35,7 +35,9 @@ def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = Fal
     ``task_id`` and ``delivery_tag`` default to new uuid4s. A template that a script fills in
     for many deliveries passes ones made of the delivery id: kombu needs the delivery tag
     unique among messages in flight (its unacked hash is keyed by it), Celery does not need
-    the task id unique (a retry re-sends the same id) and Flower shows it.
+    the task id unique (a retry re-sends the same id) and Flower shows it. ``origin`` (Flower
+    shows it) defaults to this process's pid@host; a template built into a script, the same
+    in every process, names none.
     """
     task_id = task_id or str(uuid.uuid4())
     body = json.dumps([args, {}, _EMBED])
@@ -58,7 +60,7 @@ def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = Fal
             "parent_id": None,
             "argsrepr": repr(args),
             "kwargsrepr": "{}",
-            "origin": _ORIGIN,
+            "origin": origin or _ORIGIN,
             "ignore_result": True,
             "replaced_task_nesting": 0,
             "stamped_headers": None,

@@ -15,7 +15,7 @@ from webhooks import deadletters, delivery, metrics, mover
 from webhooks.enqueue import RETRIES_QUEUE
 from webhooks.errors import PermanentDeliveryError, TransientDeliveryError
 
-from . import app, monitoring
+from . import app, monitoring, transport
 
 log = logging.getLogger("webhooks.tasks")
 
@@ -102,13 +102,18 @@ def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: 
 @app.task(name="webhooks.deliver", base=DeliveryTask, bind=True)
 def deliver(self: DeliveryTask, delivery_id: str) -> str:
     """Attempt one delivery and map the Outcome (see webhooks.delivery)."""
+    # settle acks the message in its own Redis call (workers.transport); Celery's ack then stays local
+    # (Celery keeps the tag out of delivery_info; kombu's message properties carry it)
+    broker = transport.broker_message((getattr(self.request, "properties", None) or {}).get("delivery_tag"))
     try:
-        outcome = delivery.deliver(delivery_id)
+        outcome = delivery.deliver(delivery_id, broker)
     except _REDIS_DOWN as exc:
         # Back to the head of its queue; if Redis is still down the message stays unacked in
         # Redis and comes back after the visibility timeout. At-least-once: same webhook-id.
         log.warning("delivery %s requeued: Redis unreachable (%s)", delivery_id, type(exc).__name__)
         raise Reject(exc, requeue=True) from None
+    finally:
+        transport.settled(broker)
     if outcome.action in ("retry", "wait"):
         raise TransientDeliveryError(
             outcome.error or outcome.reason or "retry",

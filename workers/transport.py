@@ -6,6 +6,15 @@ task (the unacked bookkeeping), and on every restore sweep. Here a channel keeps
 per connection pool and hands it out again (redis-py clients are thread-safe: each command
 takes a connection from the pool); a new pool (after a reconnect) gets a new client.
 
+A round trip removed: kombu acks a late-acked message with its own MULTI/ZREM/HDEL/EXEC round
+trip after the task returns. Our attempt ends with one Redis call anyway (the state machine's
+``settle``), so the task hands the message's delivery tag to it (``broker_message``), the
+script takes the message out of the unacked bookkeeping with everything else, and this
+channel's QoS then acks the tag without going to Redis (``settled``). Anything that did not
+reach ``settle`` (a wait, a skip, an error) is acked the usual way. A message settled but not
+yet acked when the worker dies is simply gone from the unacked set: its delivery is already
+recorded (delivered, dead, or retrying with a deadline the reconciler watches).
+
 The race: a worker must survive Redis going away.
 
 kombu 5.7: when Redis dies while tasks are in flight (acks_late), Celery closes the broken
@@ -19,17 +28,71 @@ concerned stay in Redis's ``unacked`` set and come back after the visibility tim
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import redis
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 
-__all__ = ["Transport"]
+from webhooks.state import BrokerMessage
+
+__all__ = ["Transport", "broker_message", "settled"]
+
+# (unacked index, unacked hash) as named in Redis, once a channel of this transport exists.
+_unacked_keys: tuple[str, str] | None = None
+_settled: set[str] = set()
+_settled_lock = threading.Lock()
+
+
+def broker_message(delivery_tag: str | None) -> BrokerMessage | None:
+    """The message ``delivery_tag`` as ``settle`` can ack it, or None (no tag, or the worker
+    does not consume through this transport: an eager call, another broker)."""
+    keys = _unacked_keys
+    if not delivery_tag or keys is None:
+        return None
+    return BrokerMessage(str(delivery_tag), keys[0], keys[1])
+
+
+def settled(message: BrokerMessage | None) -> None:
+    """``message`` was taken out of the unacked bookkeeping by ``settle``: its ack is local."""
+    if message is not None and message.done:
+        with _settled_lock:
+            _settled.add(message.tag)
+
+
+def _take_settled(delivery_tag: Any) -> bool:
+    with _settled_lock:
+        if delivery_tag in _settled:
+            _settled.discard(delivery_tag)
+            return True
+    return False
+
+
+class QoS(kombu_redis.QoS):  # type: ignore[misc]
+    def ack(self, delivery_tag: Any) -> None:
+        if _take_settled(delivery_tag):
+            virtual.QoS.ack(self, delivery_tag)  # local bookkeeping only: Redis already has it
+            return
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        if _take_settled(delivery_tag):  # settled: nothing left in Redis to restore or remove
+            virtual.QoS.ack(self, delivery_tag)
+            return
+        super().reject(delivery_tag, requeue=requeue)
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
+    QoS = QoS
     _sync_client: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        global _unacked_keys
+        prefix = getattr(self, "global_keyprefix", "") or ""
+        _unacked_keys = (prefix + self.unacked_index_key, prefix + self.unacked_key)
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:

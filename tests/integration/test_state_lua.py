@@ -117,3 +117,25 @@ def test_a_second_settle_of_a_delivered_delivery_counts_a_duplicate(world: World
     second = world.store.settle(claim, done, action="delivered", ok=True, counts=True, error_kind=None, error=None)
     assert (first.result, second.result) == ("delivered", "duplicate")
     assert records.load(world.did)["duplicates"] == "1"
+
+
+def test_settle_takes_the_broker_message_out_of_kombus_bookkeeping_only_when_it_is_there(world: World) -> None:
+    from webhooks.state import BrokerMessage
+
+    index, messages = f"{world.account}:unacked_index", f"{world.account}:unacked"
+    world.r.zadd(index, {"tag-1": time.time()})
+    world.r.hset(messages, "tag-1", "[message]")
+    claim = world.store.claim(world.did)
+    here = BrokerMessage("tag-1", index, messages)
+    done = Attempt(world.did, world.sub.id, 1, time.time(), 1.0, 200, None, "delivered")
+    world.store.settle(claim, done, action="delivered", ok=True, counts=True, error_kind=None, error=None, broker=here)
+    # Then it is gone from both, and the worker may ack locally
+    assert here.done and not world.r.exists(index) and not world.r.exists(messages)
+    # A tag that is not there (a broker elsewhere, a message already restored): the worker acks as usual
+    other = webhooks.publish(world.account, "message.sent", events.sample("message.sent")).delivery_ids[0]
+    claim = world.store.claim(other)
+    elsewhere = BrokerMessage("tag-2", index, messages)
+    done = Attempt(other, world.sub.id, 1, time.time(), 1.0, 200, None, "delivered")
+    world.store.settle(claim, done, action="delivered", ok=True, counts=True, error_kind=None, error=None,
+                       broker=elsewhere)
+    assert not elsewhere.done and records.load(other)["status"] == "delivered"

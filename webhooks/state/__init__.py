@@ -12,11 +12,13 @@ Nobody else writes a delivery's status. An attempt talks to Redis twice: ``claim
 the request and ``settle`` after it. Keys come from ``webhooks.keys.K`` and are passed as
 KEYS, except where a script learns an id only from what it reads: ``claim`` finds the
 account, subscription and event in the record, and a release wakes a delivery it finds in
-the waiters' set; those keys are templates made by ``K.template`` and filled in by the script.
+the waiters' set; those keys come from the ``key_*`` Lua functions that ``scripts.prelude``
+generates from ``K``.
 """
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -28,7 +30,7 @@ from ..settings import Settings
 from .scripts import run
 
 __all__ = [
-    "STATUSES", "ENDED", "IN_PROGRESS", "Attempt", "Claim", "Settled", "SubscriptionsChanged", "DeliveryStore",
+    "STATUSES", "ENDED", "IN_PROGRESS", "Attempt", "BrokerMessage", "Claim", "Settled", "SubscriptionsChanged", "DeliveryStore",
     "LATENCIES_KEPT",
 ]
 
@@ -79,6 +81,20 @@ class Claim:
     event_type: str = ""
 
 
+@dataclass
+class BrokerMessage:
+    """The broker message an attempt runs from, as kombu's Redis transport keeps it until the
+    ack: ``tag`` in the sorted set ``index_key`` and the hash ``hash_key``. ``settle`` removes
+    it there and sets ``done`` when it found it (a broker on another Redis, or a message
+    already restored, is not found: the worker acks as usual); the worker's ack then skips
+    its own round trip (``workers.transport``)."""
+
+    tag: str
+    index_key: str
+    hash_key: str
+    done: bool = False
+
+
 @dataclass(frozen=True)
 class Settled:
     """What ``settle`` did: ``result`` ("delivered", "duplicate", "retry", "park", "dead",
@@ -118,26 +134,19 @@ class DeliveryStore:
         self.settings = settings
         self.clock = clock
         s = settings
-        t = K.template
-        self._claim_args = [
-            _num(s.progress_deadline_s), str(s.endpoint_concurrency), _num(self.slot_lease_s),
-            _num(s.max_countdown_s), _num(PROBE_TIMEOUT_S), _num(PROBE_WAIT_S),
-            str(BREAKER_IDLE_TTL_S), _num(RATE_BOOKING_GRACE_S),
-            t(K.subs), t(K.event, 2), t(K.event_refs, 2), t(K.legacy_event), t(K.legacy_event_refs),
-            t(K.slots), t(K.rate), t(K.rate_held), t(K.breaker), t(K.slot_waiters),
-        ]
+        self._lease_ms = str(math.ceil(self.slot_lease_s * 1000))
+        self._claim_tail = [_num(s.progress_deadline_s), _num(s.max_countdown_s)]
+        self._claim_tail2 = [_num(PROBE_WAIT_S), str(BREAKER_IDLE_TTL_S), _num(RATE_BOOKING_GRACE_S)]
         self._settle_tail = [
             str(s.attempts_per_delivery), str(s.attempt_retention_s), _num(s.progress_deadline_s),
             _num(s.breaker_window_s), str(s.breaker_min_requests), _num(s.breaker_failure_ratio),
-            _num(s.breaker_cooldown_s), str(BREAKER_IDLE_TTL_S), _num(s.disable_after_s),
-            str(s.dead_letter_retention_s), str(LATENCIES_KEPT),
         ]
-        self._record_template = t(K.delivery)
+        self._settle_tail2 = [str(BREAKER_IDLE_TTL_S), _num(s.disable_after_s), str(s.dead_letter_retention_s),
+                              str(LATENCIES_KEPT)]
         # One message for every delivery of a publish: the script puts the delivery id in it,
         # as the args, the task id and (unique per message in flight, as kombu needs) the tag.
         self._publish_message = task_message(DELIVER_TASK, ["{1}"], DELIVERIES_QUEUE, raw_body=True,
                                              task_id="{1}", delivery_tag="{1}:publish")
-        self._wake_message = threading.local()
 
     @property
     def slot_lease_s(self) -> float:
@@ -162,7 +171,7 @@ class DeliveryStore:
         now = self.clock()
         argv = [body, ttl_s, len(deliveries), account, event_id, event_type, _num(now),
                            _num(now - self.settings.attempt_retention_s), _num(now + self.settings.progress_deadline_s),
-                           self._record_template, token, subs_version, self._publish_message,
+                           token, subs_version, self._publish_message,
                            " ".join(f"{did} {sub}" for did, sub in deliveries)]
         out = run(self.redis, "publish",
                   [K.event_seen(account, event_id), K.event(account, event_id), K.event_refs(account, event_id),
@@ -181,8 +190,11 @@ class DeliveryStore:
     def claim(self, delivery_id: str) -> Claim:
         """Load a delivery for an attempt and decide whether it may go now (one call)."""
         now = self.clock()
+        lease, progress = self.slot_lease_s, self.settings.progress_deadline_s
         out = run(self.redis, "claim", [K.delivery(delivery_id), K.inflight(), K.parked()],
-                  [_num(now), delivery_id, *self._claim_args])
+                  [_num(now), delivery_id, str(self.settings.endpoint_concurrency), _num(lease), self._lease_ms,
+                   _num(now + lease), _num(now + lease + progress), *self._claim_tail, _num(now + PROBE_TIMEOUT_S),
+                   *self._claim_tail2])
         action = _text(out[0])
         if action == "go":
             return Claim("go", subscription=out[1], payload=out[2], retries=int(out[3]), attempts=int(out[4]),
@@ -193,40 +205,38 @@ class DeliveryStore:
             return Claim(action, reason=_text(out[2]), delay_s=float(out[1]))
         return Claim(action, reason=_text(out[1]))
 
-    def _wake_template(self) -> str:
-        msg = getattr(self._wake_message, "value", None)
-        if msg is None:
-            msg = self._wake_message.value = task_message(DELIVER_TASK, ["{1}"], RETRIES_QUEUE, raw_body=True)
-        return msg
-
     def settle(self, claim: Claim, attempt: Attempt, *, action: str, ok: bool, counts: bool,
                error_kind: str | None, error: str | None, reason: str | None = None,
-               delay_s: float | None = None) -> Settled:
+               delay_s: float | None = None, broker: "BrokerMessage | None" = None) -> Settled:
         """Record ``attempt`` of the delivery ``claim`` let go, and apply ``action``
         ("delivered", "retry": a countdown of ``delay_s``, "park": the long tier, "dead":
         dead-lettered with ``reason``); release the endpoint slot and wake one waiter (one
         call). ``counts``: the result is the endpoint's doing (not a refused URL or a failed
-        transform), so it feeds the breaker and the continuous-failure clock."""
+        transform), so it feeds the breaker and the continuous-failure clock. ``broker``: the
+        message the attempt runs from, taken out of kombu's unacked bookkeeping in the same
+        call (``broker.done`` is set when it was there), so the worker's ack costs no round trip."""
         did, sub, account = attempt.delivery_id, claim.subscription_id, claim.account
-        now = self.clock()
+        now, progress = self.clock(), self.settings.progress_deadline_s
         payload, refs = self.payload_keys(account, claim.event_id, claim.version)
         keys = [K.delivery(did), K.inflight(), K.parked(), K.attempts(did), RETRIES_QUEUE, payload, refs,
                 K.slots(sub), K.slot_waiters(sub), K.breaker(sub), K.breaker_requests(sub), K.breaker_failures(sub),
                 K.stats(sub, f"m{int(now // 60)}"), K.stats(sub, f"h{int(now // 3600)}"), K.stats(sub, "lat"),
                 K.stats(sub, "last_ok"), K.stats(sub, "last_error"), K.stats(sub, "failing_since"),
-                K.dead(account), K.dead_index(account)]
+                K.dead(account), K.dead_index(account),
+                broker.index_key if broker else "", broker.hash_key if broker else ""]
         out = run(self.redis, "settle", keys,
                   [_num(now), did, action, _num(delay_s or 0.0),
                    json.dumps(asdict(attempt), separators=(",", ":")), "1" if ok else "0", "1" if counts else "0",
                    str(attempt.duration_ms), error_kind or "", "" if attempt.status is None else str(attempt.status),
-                   error or "", reason or "", *self._settle_tail, self._wake_template(), self._record_template,
-                   str(int(now)), account, sub, claim.event_id, claim.event_type,
+                   error or "", reason or "", *self._settle_tail, _num(now + self.settings.breaker_cooldown_s),
+                   *self._settle_tail2, str(int(now)), account, sub, claim.event_id, claim.event_type,
                    "" if claim.created is None else _num(claim.created), claim.version or "",
-                   str(claim.attempts + 1)])
-        woken = _text(out[4]) or None
-        if woken:  # the message (its task id and delivery tag) was used: the next one is new
-            self._wake_message.value = None
-        return Settled(_text(out[0]), _text(out[1]), _text(out[2]), bool(int(out[3])), woken)
+                   str(claim.attempts + 1), broker.tag if broker else "",
+                   "" if delay_s is None else _num(now + delay_s),
+                   "" if delay_s is None else _num(now + delay_s + progress), _num(now + progress)])
+        if broker is not None:
+            broker.done = out[5] == 1
+        return Settled(_text(out[0]), _text(out[1]), _text(out[2]), bool(int(out[3])), _text(out[4]) or None)
 
     # -- outside the attempt ----------------------------------------------------------------
 
@@ -235,10 +245,10 @@ class DeliveryStore:
         unexpected error). Idempotent; True when this call wrote it."""
         return bool(run(self.redis, "dead_letter", [K.delivery(delivery_id), K.inflight()],
                         [delivery_id, _num(self.clock()), str(self.settings.dead_letter_retention_s),
-                         reason or "failed", error or "", K.template(K.dead), K.template(K.dead_index)]))
+                         reason or "failed", error or ""]))
 
     def _moves(self, ids: Iterable[bytes | str]) -> list[str]:
-        argv = [_num(self.clock()), _num(self.clock() + self.settings.progress_deadline_s), K.template(K.delivery)]
+        argv = [_num(self.clock()), _num(self.clock() + self.settings.progress_deadline_s)]
         for raw in ids:
             did = _text(raw)
             argv += [did, task_message(DELIVER_TASK, [did], RETRIES_QUEUE)]

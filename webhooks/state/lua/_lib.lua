@@ -1,31 +1,7 @@
 -- Shared functions: webhooks.state.scripts prepends this file to every script, so each
 -- algorithm (slot lease, rate limit, breaker, payload release) is written once and the same
 -- code runs in the hot path (claim/settle) and in the standalone scripts tests exercise.
-
--- A key from a template made by webhooks.keys.K with "{1}" (and "{2}") where ids go.
-local function fill(tpl, a, b)
-  local i = string.find(tpl, '{1}', 1, true)
-  local out = string.sub(tpl, 1, i - 1) .. a .. string.sub(tpl, i + 3)
-  if b then
-    local j = string.find(out, '{2}', 1, true)
-    out = string.sub(out, 1, j - 1) .. b .. string.sub(out, j + 3)
-  end
-  return out
-end
-
--- Every "{1}" of a template replaced (a task message names its delivery more than once).
-local function fill_all(tpl, a)
-  local out, start = {}, 1
-  while true do
-    local i = string.find(tpl, '{1}', start, true)
-    if not i then break end
-    out[#out + 1] = string.sub(tpl, start, i - 1)
-    out[#out + 1] = a
-    start = i + 3
-  end
-  out[#out + 1] = string.sub(tpl, start)
-  return table.concat(out)
-end
+-- Keys a script derives from ids it reads come from the generated key_* functions before it.
 
 local function fmt(x) return string.format('%.17g', x) end
 
@@ -36,19 +12,29 @@ local function hgetall(key)
   return h
 end
 
--- Endpoint slots: sorted set holder -> lease expiry. True when `holder` holds a slot already
--- or one is free (nothing is taken). Expired leases (holders killed mid-attempt) are reclaimed
--- only when the set looks full: the common case costs two reads.
+-- Endpoint slots: sorted set holder -> lease expiry. Returns whether `holder` may take a
+-- slot (it holds one already, or one is free) and how many leases the set held (0: the key
+-- does not exist). Expired leases (holders killed mid-attempt) are reclaimed only when the set
+-- looks full: the common case costs one read.
 local function slot_free(key, now, holder, limit)
-  if redis.call('ZSCORE', key, holder) then return true end
-  if redis.call('ZCARD', key) < tonumber(limit) then return true end
-  if redis.call('ZREMRANGEBYSCORE', key, '-inf', now) == 0 then return false end
-  return redis.call('ZCARD', key) < tonumber(limit)
+  limit = tonumber(limit)
+  local held = redis.call('ZCARD', key)
+  if held < limit then return true, held end
+  if redis.call('ZSCORE', key, holder) then return true, held end
+  if redis.call('ZREMRANGEBYSCORE', key, '-inf', now) == 0 then return false, held end
+  held = redis.call('ZCARD', key)
+  return held < limit, held
 end
 
-local function slot_take(key, holder, expiry, lease_ms)
+-- Take (or renew) `holder`'s lease. The key lives as long as its longest lease: a new key gets
+-- this lease's expiry, an existing one (it always has an expiry) is only ever extended (GT).
+local function slot_take(key, holder, expiry, lease_ms, held)
   redis.call('ZADD', key, expiry, holder)
-  if redis.call('PTTL', key) < tonumber(lease_ms) then redis.call('PEXPIRE', key, lease_ms) end
+  if held == 0 then
+    redis.call('PEXPIRE', key, lease_ms)
+  else
+    redis.call('PEXPIRE', key, lease_ms, 'GT')
+  end
 end
 
 -- GCRA rate limit with bookings (see webhooks.limits.RateLimiter.reserve). Returns the wait
@@ -85,6 +71,7 @@ end
 local function breaker_allow(key, now, probe_until, probe_wait, idle_ttl)
   local st = redis.call('HGET', key, 'state')
   if not st or st == 'closed' then return {1, '0'} end
+  now = tonumber(now)
   if st == 'open' then
     local retry_at = tonumber(redis.call('HGET', key, 'retry_at'))
     if now < retry_at then return {0, fmt(retry_at - now)} end
@@ -115,8 +102,8 @@ local function breaker_record(key, kreq, kfail, now, ok, second, window, min_req
     redis.call('EXPIRE', key, idle_ttl)
     return {'half_open', 'open'}
   end
-  local cutoff = now - tonumber(window)
   local function total(k)
+    local cutoff = tonumber(now) - tonumber(window)
     local sum = 0
     local h = redis.call('HGETALL', k)
     for i = 1, #h, 2 do
@@ -127,17 +114,17 @@ local function breaker_record(key, kreq, kfail, now, ok, second, window, min_req
   end
   -- once per second bucket (its first count), not per attempt: renew the expiry, and forget
   -- old buckets when they pile up (one field per second of traffic)
-  if redis.call('HINCRBY', kreq, second, 1) == 1 then
+  if redis.call('HINCRBY', kreq, second, '1') == 1 then
     redis.call('EXPIRE', kreq, idle_ttl)
     if ok and redis.call('HLEN', kreq) > tonumber(window) + 60 then total(kreq) end
   end
   if ok then return {'closed', 'closed'} end
-  redis.call('HINCRBY', kfail, second, 1)
+  redis.call('HINCRBY', kfail, second, '1')
   redis.call('EXPIRE', kfail, idle_ttl)
   local requests = total(kreq)
   local failures = total(kfail)
   if requests >= tonumber(min_req) and failures / requests >= tonumber(ratio) then
-    redis.call('HSET', key, 'state', 'open', 'opened_at', fmt(now), 'retry_at', retry_at)
+    redis.call('HSET', key, 'state', 'open', 'opened_at', fmt(tonumber(now)), 'retry_at', retry_at)
     redis.call('EXPIRE', key, idle_ttl)
     redis.call('DEL', kreq, kfail)
     return {'closed', 'open'}

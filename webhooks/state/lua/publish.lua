@@ -3,47 +3,47 @@
 -- KEYS: 1 seen marker, 2 event, 3 event refs, 4 account's delivery index, 5 queue, 6 in-flight set,
 --       7 account's subscriptions, 8 their version
 -- ARGV: 1 body, 2 ttl s, 3 n, 4 account, 5 event id, 6 type, 7 now, 8 oldest kept, 9 progress
---       deadline, 10 delivery record template, 11 this publish's token, 12 the subscriptions
---       version the caller matched against ('' when it has none), 13 task message template
---       ('{1}' where the delivery id goes), 14 the deliveries: 'delivery-id subscription-id ...'
+--       deadline, 10 this publish's token, 11 the subscriptions version the caller matched
+--       against ('' when it has none), 12 task message template ('{1}' where the delivery id
+--       goes), 13 the deliveries: 'delivery-id subscription-id ...'
 --       (ids never hold spaces; one argument rather than two per delivery, which the client packs)
 -- Returns {n} (0 writes nothing); {-1, token of the publish that came first} when this account
 -- already published this event id; {-2, current version, HGETALL of the subscriptions} when
--- ARGV[12] is not the current version (nothing written: match again and call again).
+-- ARGV[11] is not the current version (nothing written: match again and call again).
 -- A hash written before versions existed gets one now (this publish's token); no hash at all
 -- is version '0', so an account without subscriptions costs no key.
 local version = redis.call('GET', KEYS[8])
 if not version then
   if redis.call('EXISTS', KEYS[7]) == 1 then
-    version = ARGV[11]
+    version = ARGV[10]
     redis.call('SET', KEYS[8], version)
   else
     version = '0'
   end
 end
-if version ~= ARGV[12] then return {-2, version, redis.call('HGETALL', KEYS[7])} end
+if version ~= ARGV[11] then return {-2, version, redis.call('HGETALL', KEYS[7])} end
 if ARGV[3] == '0' then return {0} end
 local first = redis.call('GET', KEYS[1])
 if first then return {-1, first} end
-redis.call('SET', KEYS[1], ARGV[11], 'EX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[10], 'EX', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[8])
 -- the template split once at its '{1}'s: each message is the pieces joined by its delivery id
 local pieces, start = {}, 1
 while true do
-  local at = string.find(ARGV[13], '{1}', start, true)
+  local at = string.find(ARGV[12], '{1}', start, true)
   if not at then break end
-  pieces[#pieces + 1] = string.sub(ARGV[13], start, at - 1)
+  pieces[#pieces + 1] = string.sub(ARGV[12], start, at - 1)
   start = at + 3
 end
-pieces[#pieces + 1] = string.sub(ARGV[13], start)
+pieces[#pieces + 1] = string.sub(ARGV[12], start)
 local indexed, inflight, messages = {}, {}, {}
-for did, sub in string.gmatch(ARGV[14], '(%S+) (%S+)') do
-  local dk = fill(ARGV[10], did)
+for did, sub in string.gmatch(ARGV[13], '(%S+) (%S+)') do
+  local dk = key_delivery(did)
   -- v = 2: the payload lives under the account-scoped event key
   redis.call('HSET', dk, 'account', ARGV[4], 'sub', sub, 'evt', ARGV[5], 'type', ARGV[6], 'v', '2',
-             'status', 'pending', 'created', ARGV[7], 'updated', ARGV[7], 'retries', 0, 'attempts', 0)
+             'status', 'pending', 'created', ARGV[7], 'updated', ARGV[7], 'retries', '0', 'attempts', '0')
   redis.call('EXPIRE', dk, ARGV[2])
   indexed[#indexed + 1] = ARGV[7]
   indexed[#indexed + 1] = did
