@@ -22,7 +22,6 @@ DELIVERIES_QUEUE = "deliveries"
 RETRIES_QUEUE = "retries"
 
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
-_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = False, task_id: str | None = None,
@@ -38,9 +37,15 @@ def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = Fal
     the task id unique (a retry re-sends the same id) and Flower shows it. ``origin`` (Flower
     shows it) defaults to this process's pid@host; a template built into a script, the same
     in every process, names none.
+
+    Compact: the headers Celery's worker reads with a default (shadow, eta, expires, group,
+    group_index, timelimit, parent_id, stamps, stamped_headers, replaced_task_nesting) and the
+    body's empty embed (callbacks, errbacks, chain, chord) are left out, and the JSON has no
+    spaces: about 450 bytes instead of 765, written to the queue, to kombu's unacked hash and to the
+    AOF for every delivery. tests/unit/test_producer.py checks the list against Celery's.
     """
     task_id = task_id or str(uuid.uuid4())
-    body = json.dumps([args, {}, _EMBED])
+    body = json.dumps([args, {}, {}], separators=(",", ":"))
     message = {
         "body": body if raw_body else base64.b64encode(body.encode()).decode(),
         "content-encoding": "utf-8",
@@ -49,22 +54,12 @@ def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = Fal
             "lang": "py",
             "task": task,
             "id": task_id,
-            "shadow": None,
-            "eta": None,
-            "expires": None,
-            "group": None,
-            "group_index": None,
             "retries": 0,
-            "timelimit": [None, None],
             "root_id": task_id,
-            "parent_id": None,
             "argsrepr": repr(args),
             "kwargsrepr": "{}",
             "origin": origin or _ORIGIN,
             "ignore_result": True,
-            "replaced_task_nesting": 0,
-            "stamped_headers": None,
-            "stamps": {},
         },
         "properties": {
             "correlation_id": task_id,
@@ -76,4 +71,4 @@ def task_message(task: str, args: list[str], queue: str, *, raw_body: bool = Fal
             "delivery_tag": delivery_tag or str(uuid.uuid4()),
         },
     }
-    return json.dumps(message)
+    return json.dumps(message, separators=(",", ":"))

@@ -4,7 +4,8 @@ A delivery is one (event, subscription) pair, id ``msg_…``, which is also its
 ``webhook-id``: the same on every attempt and replay so receivers can de-duplicate.
 Record fields: account, sub, evt, type, v (key layout), status, retries (schedule
 position), attempts (all attempts ever), created, updated, last_status, last_error, reason,
-due, delivered_at, duplicates, reconciled, replays. The statuses and every write of them
+due, delivered_at, duplicates, reconciled, replays. A new record holds only what is not a
+default: ``load`` gives retries and attempts 0 and updated = created when absent. The statuses and every write of them
 belong to ``webhooks.state``; this module reads.
 """
 from __future__ import annotations
@@ -19,7 +20,14 @@ from .state import ENDED, STATUSES, Attempt
 __all__ = ["Attempt", "load", "attempts", "list_for_account", "ENDED", "STATUSES"]
 
 def _decode(h: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in h.items()}
+    rec = {k.decode(): v.decode() for k, v in h.items()}
+    # publish leaves out what starts at zero or equals another field (one HSET per delivery
+    # of every event: fewer fields is less Redis work on the hottest write)
+    rec.setdefault("retries", "0")
+    rec.setdefault("attempts", "0")
+    if "created" in rec:
+        rec.setdefault("updated", rec["created"])
+    return rec
 
 def load(delivery_id: str) -> dict[str, str] | None:
     """The record of ``delivery_id``, or None when unknown or expired."""

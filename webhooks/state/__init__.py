@@ -143,10 +143,6 @@ class DeliveryStore:
         ]
         self._settle_tail2 = [str(BREAKER_IDLE_TTL_S), _num(s.disable_after_s), str(s.dead_letter_retention_s),
                               str(LATENCIES_KEPT)]
-        # One message for every delivery of a publish: the script puts the delivery id in it,
-        # as the args, the task id and (unique per message in flight, as kombu needs) the tag.
-        self._publish_message = task_message(DELIVER_TASK, ["{1}"], DELIVERIES_QUEUE, raw_body=True,
-                                             task_id="{1}", delivery_tag="{1}:publish")
 
     @property
     def slot_lease_s(self) -> float:
@@ -171,7 +167,7 @@ class DeliveryStore:
         now = self.clock()
         argv = [body, ttl_s, len(deliveries), account, event_id, event_type, _num(now),
                            _num(now - self.settings.attempt_retention_s), _num(now + self.settings.progress_deadline_s),
-                           token, subs_version, self._publish_message,
+                           token, subs_version,
                            " ".join(f"{did} {sub}" for did, sub in deliveries)]
         out = run(self.redis, "publish",
                   [K.event_seen(account, event_id), K.event(account, event_id), K.event_refs(account, event_id),

@@ -6,7 +6,8 @@ Every script is prefixed with ``lua/_lib.lua`` (shared functions), so an algorit
 the breaker is written once and runs the same in the hot path and in the standalone scripts,
 and with a prelude generated here: one ``key_<name>(a, b)`` function per key a script derives
 from ids it reads (built from ``webhooks.keys.K``, so every key is still spelled there alone)
-and ``wake_message(id, tag)``, the task message a release puts on the retries queue. They were
+and the task messages scripts enqueue: ``publish_message(id)`` and ``wake_message(id, tag)``
+(a release's, on the retries queue). They were
 ARGV templates a script searched with ``string.find`` on every call; as code they cost a
 concatenation, and the arguments Redis turns into Lua strings per call are fewer (measured:
 the ARGV table and ``string.find`` were a tenth of the scripts' CPU). The prelude depends on
@@ -66,7 +67,7 @@ def _lua_function(name: str, template: str) -> str:
 @cache
 def prelude() -> str:
     """The generated part every script starts with (see the module's docstring)."""
-    from ..enqueue import DELIVER_TASK, RETRIES_QUEUE, task_message
+    from ..enqueue import DELIVER_TASK, DELIVERIES_QUEUE, RETRIES_QUEUE, task_message
     from ..keys import K
 
     builders = {
@@ -80,6 +81,10 @@ def prelude() -> str:
     lines += [_lua_function(f"key_{name}", K.template(fn, arity)) for name, (fn, arity) in builders.items()]
     # A woken delivery's message: the task id is the delivery id (as publish's), the tag (unique
     # among messages in flight, as kombu needs) names the delivery and the release that woke it.
+    # A published delivery's message: task id = delivery id (Flower shows it), tag <id>:publish.
+    lines.append(_lua_function("publish_message", task_message(
+        DELIVER_TASK, ["{1}"], DELIVERIES_QUEUE, raw_body=True, task_id="{1}", delivery_tag="{1}:publish",
+        origin="webhooks")))
     lines.append(_lua_function("wake_message", task_message(
         DELIVER_TASK, ["{1}"], RETRIES_QUEUE, raw_body=True, task_id="{1}", delivery_tag="{1}:wake:{2}",
         origin="webhooks")))

@@ -4,9 +4,9 @@
 --       7 account's subscriptions, 8 their version
 -- ARGV: 1 body, 2 ttl s, 3 n, 4 account, 5 event id, 6 type, 7 now, 8 oldest kept, 9 progress
 --       deadline, 10 this publish's token, 11 the subscriptions version the caller matched
---       against ('' when it has none), 12 task message template ('{1}' where the delivery id
---       goes), 13 the deliveries: 'delivery-id subscription-id ...'
+--       against ('' when it has none), 12 the deliveries: 'delivery-id subscription-id ...'
 --       (ids never hold spaces; one argument rather than two per delivery, which the client packs)
+-- Each task message is the prelude's publish_message(delivery id).
 -- Returns {n} (0 writes nothing); {-1, token of the publish that came first} when this account
 -- already published this event id; {-2, current version, HGETALL of the subscriptions} when
 -- ARGV[11] is not the current version (nothing written: match again and call again).
@@ -29,27 +29,26 @@ redis.call('SET', KEYS[1], ARGV[10], 'EX', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[8])
--- the template split once at its '{1}'s: each message is the pieces joined by its delivery id
-local pieces, start = {}, 1
-while true do
-  local at = string.find(ARGV[12], '{1}', start, true)
-  if not at then break end
-  pieces[#pieces + 1] = string.sub(ARGV[12], start, at - 1)
-  start = at + 3
-end
-pieces[#pieces + 1] = string.sub(ARGV[12], start)
 local indexed, inflight, messages = {}, {}, {}
-for did, sub in string.gmatch(ARGV[13], '(%S+) (%S+)') do
+local list, at = ARGV[12], 1
+while at <= #list do
+  -- 'id sub id sub ...': plain finds (a pattern match walks every character in Lua)
+  local gap = string.find(list, ' ', at, true)
+  local did = string.sub(list, at, gap - 1)
+  local stop = string.find(list, ' ', gap + 1, true) or (#list + 1)
+  local sub = string.sub(list, gap + 1, stop - 1)
+  at = stop + 1
   local dk = key_delivery(did)
-  -- v = 2: the payload lives under the account-scoped event key
+  -- v = 2: the payload lives under the account-scoped event key. Fields that start at zero
+  -- or equal another (retries, attempts, updated) are left out: readers default them.
   redis.call('HSET', dk, 'account', ARGV[4], 'sub', sub, 'evt', ARGV[5], 'type', ARGV[6], 'v', '2',
-             'status', 'pending', 'created', ARGV[7], 'updated', ARGV[7], 'retries', '0', 'attempts', '0')
+             'status', 'pending', 'created', ARGV[7])
   redis.call('EXPIRE', dk, ARGV[2])
   indexed[#indexed + 1] = ARGV[7]
   indexed[#indexed + 1] = did
   inflight[#inflight + 1] = ARGV[9]
   inflight[#inflight + 1] = did
-  messages[#messages + 1] = table.concat(pieces, did)
+  messages[#messages + 1] = publish_message(did)
 end
 -- one variadic call each (in the order of the deliveries, as one call per delivery would)
 redis.call('ZADD', KEYS[4], unpack(indexed))
