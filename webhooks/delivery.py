@@ -152,14 +152,17 @@ def attempt(
     clock: Callable[[], float] = time.time,
     rng: random.Random = _rng,
     broker: BrokerMessage | None = None,
+    claimed: Claim | None = None,
 ) -> Outcome:
     """Make one attempt at ``delivery_id`` and decide what follows. See Outcome.
 
     Two Redis calls (``store.claim`` and ``store.settle``) whatever happens; Redis errors
     propagate (the task requeues the message). ``broker``: the message this attempt runs
-    from, acked inside ``settle`` when the attempt gets that far (see BrokerMessage)."""
+    from, acked inside ``settle`` when the attempt gets that far (see BrokerMessage).
+    ``claimed``: the claim already made for this attempt (the worker claims as it takes the
+    message: workers.transport), instead of making one here."""
     settings = store.settings
-    claim = store.claim(delivery_id)
+    claim = claimed if claimed is not None else store.claim(delivery_id)
     if claim.action == "skip":
         log.info("delivery %s skipped: %s", delivery_id, claim.reason)
         return Outcome("skip", delivery_id, reason=claim.reason)
@@ -270,6 +273,6 @@ def _after(sub: subscriptions.Subscription, verdict: Verdict, settled: Settled, 
         health.disable_failing(sub, settings)
 
 
-def deliver(delivery_id: str, broker: BrokerMessage | None = None) -> Outcome:
+def deliver(delivery_id: str, broker: BrokerMessage | None = None, claimed: Claim | None = None) -> Outcome:
     """``attempt`` with the process's store and transport: what the Celery task calls."""
-    return attempt(delivery_id, store=get_store(), transport=get_transport(), broker=broker)
+    return attempt(delivery_id, store=get_store(), transport=get_transport(), broker=broker, claimed=claimed)

@@ -10,6 +10,7 @@ from webhooks.settings import get_settings
 
 from .config import celery_config
 from .heartbeat import Heartbeat
+from .transport import ClaimOnTake
 
 __all__ = ["app"]
 
@@ -22,6 +23,8 @@ def _make_app() -> Celery:
     app.conf.update(celery_config(s))
     # Re-scores what this worker holds so that only a dead worker's messages are handed out.
     app.steps["consumer"].add(Heartbeat)
+    # Claims a delivery in the round trip that records its message as taken (workers/transport.py).
+    app.steps["consumer"].add(ClaimOnTake)
     return app
 
 

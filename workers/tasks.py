@@ -102,11 +102,14 @@ def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: 
 @app.task(name="webhooks.deliver", base=DeliveryTask, bind=True)
 def deliver(self: DeliveryTask, delivery_id: str) -> str:
     """Attempt one delivery and map the Outcome (see webhooks.delivery)."""
-    # settle acks the message in its own Redis call (workers.transport); Celery's ack then stays local
-    # (Celery keeps the tag out of delivery_info; kombu's message properties carry it)
-    broker = transport.broker_message((getattr(self.request, "properties", None) or {}).get("delivery_tag"))
+    # The claim made as the message was taken, if any; settle acks the message in its own Redis
+    # call (workers.transport) and Celery's ack then stays local. (Celery keeps the tag out of
+    # delivery_info; kombu's message properties carry it.)
+    tag = (getattr(self.request, "properties", None) or {}).get("delivery_tag")
+    claimed = transport.claimed(tag) if tag else None
+    broker = transport.broker_message(tag)
     try:
-        outcome = delivery.deliver(delivery_id, broker)
+        outcome = delivery.deliver(delivery_id, broker, claimed)
     except _REDIS_DOWN as exc:
         # Back to the head of its queue; if Redis is still down the message stays unacked in
         # Redis and comes back after the visibility timeout. At-least-once: same webhook-id.

@@ -6,7 +6,17 @@ task (the unacked bookkeeping), and on every restore sweep. Here a channel keeps
 per connection pool and hands it out again (redis-py clients are thread-safe: each command
 takes a connection from the pool); a new pool (after a reconnect) gets a new client.
 
-A round trip removed: kombu acks a late-acked message with its own MULTI/ZREM/HDEL/EXEC round
+Two round trips removed. Taking: kombu records each message a worker takes in its unacked
+bookkeeping (a MULTI/ZADD/HSET/EXEC round trip, QoS.append) just before handing it to the
+pool; a delivery's attempt then starts with a round trip of its own, the state machine's
+``claim``. For a delivery that runs now (no ETA: a countdown retry is held until it is due)
+in a worker whose pool runs tasks in this process (threads, solo), this channel claims the
+delivery in the same call that records the message (``DeliveryStore.claim(taken=...)``) and
+hands the claim to the task (``claimed``). A claim the task does not pick up within
+``CLAIM_FRESH_S`` (a pool slower to start it than ever seen) is dropped and the task claims
+again, which for the same delivery is harmless (it holds the slot already).
+
+Acking: kombu acks a late-acked message with its own MULTI/ZREM/HDEL/EXEC round
 trip after the task returns. Our attempt ends with one Redis call anyway (the state machine's
 ``settle``), so the task hands the message's delivery tag to it (``broker_message``), the
 script takes the message out of the unacked bookkeeping with everything else, and this
@@ -28,22 +38,59 @@ concerned stay in Redis's ``unacked`` set and come back after the visibility tim
 """
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import redis
+from celery import bootsteps
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
+from kombu.utils.json import dumps
 
-from webhooks.state import BrokerMessage
+from webhooks.enqueue import DELIVER_TASK
+from webhooks.state import BrokerMessage, Claim, TakenMessage, get_store
 
-__all__ = ["Transport", "broker_message", "settled"]
+__all__ = ["Transport", "broker_message", "settled", "claimed", "claim_on_take", "ClaimOnTake", "CLAIM_FRESH_S"]
+
+CLAIM_FRESH_S = 5.0
+log = logging.getLogger("webhooks.transport")
 
 # (unacked index, unacked hash) as named in Redis, once a channel of this transport exists.
 _unacked_keys: tuple[str, str] | None = None
 _settled: set[str] = set()
 _settled_lock = threading.Lock()
+_claim_on_take = False
+_claims: dict[Any, tuple[Claim, float]] = {}
+
+
+def claim_on_take(enabled: bool) -> None:
+    """Claim deliveries as their messages are taken (a pool that runs tasks in this process)."""
+    global _claim_on_take
+    _claim_on_take = enabled
+
+
+def claimed(delivery_tag: Any) -> Claim | None:
+    """The claim made when the message ``delivery_tag`` was taken, if still fresh (once)."""
+    with _settled_lock:
+        made = _claims.pop(delivery_tag, None)
+    if made is None or time.monotonic() - made[1] > CLAIM_FRESH_S:
+        return None
+    return made[0]
+
+
+def _runs_now(message: Any) -> str | None:
+    """The delivery id of a ``webhooks.deliver`` message without an ETA, else None."""
+    headers = message.headers or {}
+    if headers.get("task") != DELIVER_TASK or headers.get("eta"):
+        return None
+    try:
+        args = message.payload[0]
+        return str(args[0]) if args else None
+    except Exception:  # noqa: BLE001 - not ours to judge here: the task will say what is wrong
+        return None
 
 
 def broker_message(delivery_tag: str | None) -> BrokerMessage | None:
@@ -71,6 +118,31 @@ def _take_settled(delivery_tag: Any) -> bool:
 
 
 class QoS(kombu_redis.QoS):  # type: ignore[misc]
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        keys = _unacked_keys
+        did = _runs_now(message) if _claim_on_take and keys is not None else None
+        if did is None:
+            super().append(message, delivery_tag)
+            return
+        info = message.delivery_info
+        # kombu's own record of the taken message (the same JSON its restore reads back)
+        entry = dumps([message._raw, info["exchange"], info["routing_key"]])
+        try:
+            claim = get_store().claim(did, TakenMessage(str(delivery_tag), keys[0], keys[1], entry, time.time()))
+        except redis.RedisError:
+            raise  # as kombu's own bookkeeping would: the consumer reconnects
+        except Exception:  # noqa: BLE001 - never lose a message over a claim: record it as kombu does
+            log.exception("claiming delivery %s as its message was taken failed; the task will claim it", did)
+            super().append(message, delivery_tag)
+            return
+        virtual.QoS.append(self, message, delivery_tag)
+        now = time.monotonic()
+        with _settled_lock:
+            if len(_claims) > 10_000:  # tasks that never ran (a shutdown): forget the stale ones
+                for tag in [t for t, (_, at) in _claims.items() if now - at > CLAIM_FRESH_S]:
+                    del _claims[tag]
+            _claims[delivery_tag] = (claim, now)
+
     def ack(self, delivery_tag: Any) -> None:
         if _take_settled(delivery_tag):
             virtual.QoS.ack(self, delivery_tag)  # local bookkeeping only: Redis already has it
@@ -113,3 +185,19 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
 
 class Transport(kombu_redis.Transport):  # type: ignore[misc]
     Channel = Channel
+
+
+class ClaimOnTake(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Consumer bootstep: claim as messages are taken when the pool runs tasks in this process
+    (threads, solo); a prefork child could not see the claim, so there the task claims."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def start(self, c: Any) -> None:
+        pool = type(getattr(c, "pool", None)).__module__
+        claim_on_take(pool in ("celery.concurrency.thread", "celery.concurrency.solo"))
+
+    def stop(self, c: Any) -> None:
+        claim_on_take(False)
+
+    shutdown = stop

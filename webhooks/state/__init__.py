@@ -30,7 +30,7 @@ from ..settings import Settings
 from .scripts import run
 
 __all__ = [
-    "STATUSES", "ENDED", "IN_PROGRESS", "Attempt", "BrokerMessage", "Claim", "Settled", "SubscriptionsChanged", "DeliveryStore",
+    "STATUSES", "ENDED", "IN_PROGRESS", "Attempt", "BrokerMessage", "Claim", "Settled", "TakenMessage", "SubscriptionsChanged", "DeliveryStore",
     "LATENCIES_KEPT",
 ]
 
@@ -93,6 +93,21 @@ class BrokerMessage:
     index_key: str
     hash_key: str
     done: bool = False
+
+
+@dataclass(frozen=True)
+class TakenMessage:
+    """A broker message a worker is taking, as kombu's Redis transport records it until the
+    ack (QoS.append): ``tag`` scored ``at`` in the sorted set ``index_key``, ``entry`` (its
+    JSON [message, exchange, routing key]) under ``tag`` in the hash ``hash_key``. ``claim``
+    writes both with the claim, so taking a message and claiming its delivery cost one round
+    trip (``workers.transport``)."""
+
+    tag: str
+    index_key: str
+    hash_key: str
+    entry: str
+    at: float
 
 
 @dataclass(frozen=True)
@@ -183,14 +198,20 @@ class DeliveryStore:
 
     # -- the attempt ------------------------------------------------------------------------
 
-    def claim(self, delivery_id: str) -> Claim:
-        """Load a delivery for an attempt and decide whether it may go now (one call)."""
+    def claim(self, delivery_id: str, taken: "TakenMessage | None" = None) -> Claim:
+        """Load a delivery for an attempt and decide whether it may go now (one call).
+        ``taken``: the broker message the worker is taking, recorded in kombu's unacked
+        bookkeeping in the same call (see TakenMessage)."""
         now = self.clock()
         lease, progress = self.slot_lease_s, self.settings.progress_deadline_s
-        out = run(self.redis, "claim", [K.delivery(delivery_id), K.inflight(), K.parked()],
-                  [_num(now), delivery_id, str(self.settings.endpoint_concurrency), _num(lease), self._lease_ms,
-                   _num(now + lease), _num(now + lease + progress), *self._claim_tail, _num(now + PROBE_TIMEOUT_S),
-                   *self._claim_tail2])
+        keys = [K.delivery(delivery_id), K.inflight(), K.parked()]
+        args = [_num(now), delivery_id, str(self.settings.endpoint_concurrency), _num(lease), self._lease_ms,
+                _num(now + lease), _num(now + lease + progress), *self._claim_tail, _num(now + PROBE_TIMEOUT_S),
+                *self._claim_tail2]
+        if taken is not None:
+            keys += [taken.index_key, taken.hash_key]
+            args += [taken.tag, taken.entry, _num(taken.at)]
+        out = run(self.redis, "claim", keys, args)
         action = _text(out[0])
         if action == "go":
             return Claim("go", subscription=out[1], payload=out[2], retries=int(out[3]), attempts=int(out[4]),

@@ -1,12 +1,17 @@
 -- claim: the one Redis call before an attempt. Loads the delivery, its subscription and its
 -- payload, and decides whether the attempt may go now: rate limit, endpoint slot, breaker.
 -- Every answer but "go" is already recorded when it returns.
--- KEYS: 1 delivery record, 2 in-flight set, 3 parked set
+-- KEYS: 1 delivery record, 2 in-flight set, 3 parked set, and when the worker claims as it
+--       takes the message: 4 kombu's unacked index, 5 kombu's unacked messages
 -- ARGV: 1 now, 2 delivery id, 3 endpoint concurrency, 4 slot lease s, 5 slot lease ms,
 --       6 the lease's end (now + lease), 7 the progress deadline of an attempt that goes now
 --       or of a wait for a slot (now + lease + progress deadline), 8 progress deadline s,
 --       9 longest countdown s (a longer wait is parked), 10 a breaker probe's lease end
---       (now + probe timeout), 11 breaker probe wait s, 12 idle ttl s, 13 rate booking grace s
+--       (now + probe timeout), 11 breaker probe wait s, 12 idle ttl s, 13 rate booking grace s,
+--       14 the message's delivery tag or '', 15 its unacked entry (kombu's [message, exchange,
+--       routing key] JSON), 16 its unacked score: kombu's own bookkeeping of a message it
+--       took (QoS.append), written here so taking and claiming are one round trip
+--       (workers.transport)
 -- Times the usual path writes come ready-made from the caller (formatting a float in Lua is
 -- the dearest thing a script does here); the keys it learns from the record are built by the
 -- prelude's key_* functions.
@@ -14,6 +19,10 @@
 --         event id, key layout, event type}
 --       | {"wait", delay, reason} | {"park", delay, reason} | {"discard", reason} | {"skip", reason}
 local did = ARGV[2]
+if ARGV[14] and ARGV[14] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[16], ARGV[14])
+  redis.call('HSET', KEYS[5], ARGV[14], ARGV[15])
+end
 local f = redis.call('HMGET', KEYS[1], 'status', 'account', 'sub', 'evt', 'v', 'retries', 'attempts', 'created',
                      'type')
 local st = f[1]
