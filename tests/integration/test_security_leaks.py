@@ -121,7 +121,9 @@ def _queued_messages(r: redis_lib.Redis) -> list[bytes]:
     for m in raw:
         doc = json.loads(m)
         message = doc[0] if isinstance(doc, list) else doc  # unacked holds [message, exchange, routing_key]
-        out.append(m + b"\n" + base64.b64decode(message["body"]))
+        body = message["body"]  # publish's messages keep it as text; Celery's are base64
+        decoded = base64.b64decode(body) if message["properties"].get("body_encoding") == "base64" else body.encode()
+        out.append(m + b"\n" + decoded)
     return out
 
 

@@ -213,9 +213,13 @@ class PublishSpy:
         self.calls: list[list[str]] = []
 
     def __call__(self, store: Any, account: str, event_id: str, event_type: str, body: bytes, ttl_s: int,
-                 deliveries: list[tuple[str, str, str]], token: str) -> Any:
-        self.calls.append([sub_id for _, sub_id, _ in deliveries])
-        return self.real(store, account, event_id, event_type, body, ttl_s, deliveries, token=token)
+                 deliveries: list[tuple[str, str]], token: str, subs_version: str) -> Any:
+        # recorded: the calls that enqueue (not a first call that only fetches the account's
+        # subscriptions, nor one that found them changed and is made again)
+        result = self.real(store, account, event_id, event_type, body, ttl_s, deliveries, token, subs_version)
+        if isinstance(result, int) and deliveries:
+            self.calls.append([sub_id for _, sub_id in deliveries])
+        return result
 
     def subscriptions_enqueued(self) -> list[str]:
         return [sub for call in self.calls for sub in call]
