@@ -381,7 +381,47 @@ def render(res: Results, rows: list[str], header: str, machine: str) -> str:
     p, o = m("plain", "receiver_us"), m("ours", "receiver_us")
     line("receiver CPU per delivery (not the bottleneck)", f"{p:,.0f} µs", f"{o:,.0f} µs", _ratio(o, p))
     out += ["", f"Machine: {machine}."]
+    if m("ours", "redis_us") > 1.5 * m("plain", "redis_us"):
+        out += ["", *redis_profile(res)]
     return "\n".join(out)
+
+
+# Commands a client sends itself; every other command in INFO commandstats ran inside one of
+# these (a MULTI/EXEC transaction or a script), whose µs already include it.
+_TOP_LEVEL = frozenset({"brpop", "blpop", "multi", "exec", "evalsha", "eval", "evalsha_ro", "eval_ro", "fcall",
+                        "fcall_ro", "ping", "publish"})
+_SCRIPTS = frozenset({"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"})
+
+
+def redis_profile(res: Results) -> list[str]:
+    """Where each side's Redis CPU per delivery goes (one-worker runs, medians per command of
+    INFO commandstats): inside the commands clients send, inside the commands our scripts run,
+    and around them (sockets, request parsing, the event loop). Printed when the Redis CPU row
+    misses its target, with the next step."""
+    lines = ["Redis CPU over its target: where each side spends it per delivery (one-worker runs, medians;"
+             " µs inside Redis's call() from INFO commandstats):"]
+    for side in ("plain", "ours"):
+        runs = [r for r in res.runs if r.side == side and r.row == "one" and r.per_command]
+        if not runs:
+            continue
+        names = {n for r in runs for n in r.per_command}
+        usec = {n: statistics.median([r.per_command.get(n, (0.0, 0.0))[1] for r in runs]) for n in names}
+        calls = {n: statistics.median([r.per_command.get(n, (0.0, 0.0))[0] for r in runs]) for n in names}
+        total = res.med(side, "one", "redis_us")
+        top = {n: u for n, u in usec.items() if n in _TOP_LEVEL and u > 0}
+        inside = sum(top.values())
+        scripts = sum(u for n, u in top.items() if n in _SCRIPTS)
+        inner = sum(u for n, u in usec.items() if n not in _TOP_LEVEL)
+        inner_calls = sum(c for n, c in calls.items() if n not in _TOP_LEVEL)
+        parts = ", ".join(f"{n} {u:.0f}" for n, u in sorted(top.items(), key=lambda kv: -kv[1]))
+        line = f"  {side:5}: {total:,.0f} µs = {inside:,.0f} inside the calls clients send ({parts})"
+        if scripts:
+            line += (f"; of the scripts' {scripts:,.0f}, {inner:,.0f} in the {inner_calls:.0f} commands they run and "
+                     f"{scripts - inner:,.0f} in the Lua machinery around them (arguments, replies, AOF records)")
+        lines.append(line + f"; {total - inside:,.0f} around the calls (sockets, parsing, event loop)")
+    lines.append("  next step: fewer writes per attempt (docs/performance.md, 'What stands in the way'); "
+                 "python -m bench.redis_instructions splits a script's work by function, exactly.")
+    return lines
 
 
 # --------------------------------------------------------------------------- main

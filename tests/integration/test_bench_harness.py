@@ -117,3 +117,24 @@ def test_window_figures_are_per_delivery_and_leave_out_the_benchs_own_info() -> 
     assert w["commands"] == pytest.approx(9.0)
     assert w["scripts"] == pytest.approx(1.0)
     assert w["round_trips"] == pytest.approx(3.0)
+
+
+def test_a_missed_redis_target_is_followed_by_where_each_side_spends_it() -> None:
+    from bench.sidebyside import Results, Run, render
+
+    def run(side: str, redis_us: float, per_command: dict[str, tuple[float, float]]) -> Run:
+        return Run(side, "one", 100.0, 1000, 4000.0, redis_us, 100.0, 9.0, 0.0, 3.0, 0, 10.0, per_command=per_command)
+
+    res = Results(runs=[
+        run("plain", 300.0, {"brpop": (1, 20.0), "multi": (2, 3.0), "exec": (2, 45.0), "zadd": (1, 25.0)}),
+        run("ours", 600.0, {"brpop": (1, 18.0), "evalsha": (2, 360.0), "zadd": (3, 36.0), "hset": (3, 14.0)}),
+    ])
+    text = render(res, ["one"], "header", "machine")
+    # Then the plain side's calls (EXEC counts the commands inside it), ours' scripts split into
+    # the commands they run and the Lua around them, and what is spent around the calls
+    assert "plain: 300 µs = 68 inside the calls clients send (exec 45, brpop 20, multi 3); 232 around" in text
+    assert "ours : 600 µs = 378 inside" in text and "of the scripts' 360, 50 in the 6 commands they run and 310" in text
+    assert "222 around the calls" in text and "next step" in text
+    # and a side by side within the target prints no profile
+    res.runs[1] = run("ours", 400.0, res.runs[1].per_command)
+    assert "over its target" not in render(res, ["one"], "header", "machine")
