@@ -152,10 +152,8 @@ class DeliveryStore:
         self._lease_ms = str(math.ceil(self.slot_lease_s * 1000))
         self._claim_tail = [_num(s.progress_deadline_s), _num(s.max_countdown_s)]
         self._claim_tail2 = [_num(PROBE_WAIT_S), str(BREAKER_IDLE_TTL_S), _num(RATE_BOOKING_GRACE_S)]
-        self._settle_tail = [
-            str(s.attempts_per_delivery), str(s.attempt_retention_s), _num(s.progress_deadline_s),
-            _num(s.breaker_window_s), str(s.breaker_min_requests), _num(s.breaker_failure_ratio),
-        ]
+        self._settle_tail = [str(s.attempts_per_delivery), str(s.attempt_retention_s)]
+        self._settle_breaker = [_num(s.breaker_window_s), str(s.breaker_min_requests), _num(s.breaker_failure_ratio)]
         self._settle_tail2 = [str(BREAKER_IDLE_TTL_S), _num(s.disable_after_s), str(s.dead_letter_retention_s),
                               str(LATENCIES_KEPT)]
 
@@ -241,16 +239,16 @@ class DeliveryStore:
                 K.stats(sub, "last_ok"), K.stats(sub, "last_error"), K.stats(sub, "failing_since"),
                 K.dead(account), K.dead_index(account),
                 broker.index_key if broker else "", broker.hash_key if broker else ""]
+        due = None if delay_s is None else now + delay_s
         out = run(self.redis, "settle", keys,
-                  [_num(now), did, action, _num(delay_s or 0.0),
+                  [_num(now), did, action, "" if due is None else _num(due),
                    json.dumps(asdict(attempt), separators=(",", ":")), "1" if ok else "0", "1" if counts else "0",
                    str(attempt.duration_ms), error_kind or "", "" if attempt.status is None else str(attempt.status),
-                   error or "", reason or "", *self._settle_tail, _num(now + self.settings.breaker_cooldown_s),
+                   error or "", reason or "", *self._settle_tail, "" if due is None else _num(due + progress),
+                   *self._settle_breaker, _num(now + self.settings.breaker_cooldown_s),
                    *self._settle_tail2, str(int(now)), account, sub, claim.event_id, claim.event_type,
                    "" if claim.created is None else _num(claim.created), claim.version or "",
-                   str(claim.attempts + 1), broker.tag if broker else "",
-                   "" if delay_s is None else _num(now + delay_s),
-                   "" if delay_s is None else _num(now + delay_s + progress), _num(now + progress)])
+                   str(claim.attempts + 1), broker.tag if broker else "", _num(now + progress)])
         if broker is not None:
             broker.done = out[5] == 1
         return Settled(_text(out[0]), _text(out[1]), _text(out[2]), bool(int(out[3])), _text(out[4]) or None)

@@ -6,12 +6,13 @@
 --       11 breaker requests, 12 breaker failures, 13 stats minute bucket, 14 stats hour bucket,
 --       15 latencies, 16 last ok, 17 last error, 18 failing since, 19 dead letters, 20 dead index,
 --       21 kombu's unacked index, 22 kombu's unacked messages (see ARGV 32)
--- ARGV: 1 now, 2 delivery id, 3 action (delivered | retry | park | dead), 4 delay s,
---       5 attempt json, 6 ok (1/0), 7 counts for the endpoint (1/0), 8 duration ms,
---       9 error kind, 10 status code, 11 error message, 12 reason,
---       13 attempts kept, 14 attempt retention s, 15 progress deadline s,
---       16 breaker window s, 17 breaker min requests, 18 breaker failure ratio,
---       19 when an opening breaker may be probed (now + cooldown), 20 idle ttl s, 21 disable after s, 22 dead-letter retention s,
+-- ARGV: 1 now, 2 delivery id, 3 action (delivered | retry | park | dead), 4 a retry's or
+--       park's due time (now + delay; '' otherwise), 5 attempt json, 6 ok (1/0), 7 counts for
+--       the endpoint (1/0), 8 duration ms, 9 error kind, 10 status code, 11 error message,
+--       12 reason, 13 attempts kept, 14 attempt retention s, 15 the due time's progress
+--       deadline (due + progress deadline; '' otherwise), 16 breaker window s, 17 breaker min
+--       requests, 18 breaker failure ratio, 19 when an opening breaker may be probed
+--       (now + cooldown), 20 idle ttl s, 21 disable after s, 22 dead-letter retention s,
 --       23 latencies kept, 24 the current second, 25 account, 26 subscription id, 27 event id,
 --       28 event type, 29 created, 30 key layout ('' for legacy), 31 this attempt's number (the
 --       record's attempts count after it: written with the transition, one command fewer than
@@ -19,8 +20,7 @@
 --       32 the delivery tag of the broker message this attempt runs from, or '': its entry in
 --       kombu's unacked bookkeeping goes here, so the worker's ack needs no round trip of its
 --       own (workers.transport); the message is settled, nothing is left to restore,
---       33 a retry's due time (now + delay), 34 its progress deadline (due + progress deadline),
---       35 a woken delivery's progress deadline (now + progress deadline)
+--       33 a woken delivery's progress deadline (now + progress deadline)
 -- Times come ready-made from the caller (formatting a float in Lua is dearer than the command
 -- that writes it), and so do numbers given to redis.call: strings, which Redis takes as they are.
 -- Returns {result, breaker before, breaker after, disable (1/0), woken delivery id or "",
@@ -89,11 +89,11 @@ if action == 'delivered' then
   end
 elseif action == 'retry' or action == 'park' then
   redis.call('HINCRBY', KEYS[1], 'retries', '1')
-  redis.call('HSET', KEYS[1], 'status', action == 'retry' and 'retrying' or 'parked', 'due', ARGV[33],
+  redis.call('HSET', KEYS[1], 'status', action == 'retry' and 'retrying' or 'parked', 'due', ARGV[4],
              'last_status', ARGV[10], 'last_error', ARGV[11], 'reason', ARGV[12], 'updated', ARGV[1],
              'attempts', attempts)
-  if action == 'park' then redis.call('ZADD', KEYS[3], ARGV[33], did) end
-  redis.call('ZADD', KEYS[2], 'XX', ARGV[34], did)
+  if action == 'park' then redis.call('ZADD', KEYS[3], ARGV[4], did) end
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[15], did)
 else
   -- dead: the dead letter is written here, once, from what the attempt knows (the payload
   -- stays for replay)
@@ -131,7 +131,7 @@ for _, w in ipairs(redis.call('ZRANGE', KEYS[9], '0', '3')) do
   redis.call('ZREM', KEYS[9], w)
   if redis.call('ZREM', KEYS[3], w) == 1 then
     redis.call('LPUSH', KEYS[5], wake_message(w, did))
-    redis.call('ZADD', KEYS[2], ARGV[35], w)
+    redis.call('ZADD', KEYS[2], ARGV[33], w)
     redis.call('HSET', key_delivery(w), 'status', 'retrying', 'updated', ARGV[1])
     woken = w
     break
