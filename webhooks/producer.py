@@ -1,7 +1,7 @@
 """publish(): validate, store the event once, enqueue one task per matching subscription.
 
 Cost: one Redis call, the state machine's atomic ``publish`` script, which writes the payload,
-the delivery records and every task message (built in the script from one template): all of
+the delivery records and every task message (built in the script): all of
 it lands or none of it, nothing is half-enqueued. The event is matched against this process's
 copy of the account's subscriptions (``webhooks.subcache``); the script refuses a copy that is
 no longer current and returns the stored records instead, and publish matches again and calls
@@ -66,11 +66,10 @@ def _transform_for(sub: Subscription) -> Any:
     return compiled
 
 
-def _matches(sub: Subscription, envelope: dict[str, Any], budget: Any = None) -> bool:
-    """Whether ``sub`` gets ``envelope``. Filters run on the account's shared ``budget``
-    (a ``FilterBudget``); past it, the subscription is enqueued unfiltered."""
-    if not sub.enabled or not sub.wants(envelope["type"]):
-        return False
+def _passes_filter(sub: Subscription, envelope: dict[str, Any], budget: Any) -> bool:
+    """Whether the filter of ``sub`` (enabled, wanting this type: ``subcache.Known.candidates``)
+    lets ``envelope`` through. Filters run on the account's shared ``budget`` (a
+    ``FilterBudget``); past it, the subscription is enqueued unfiltered."""
     try:
         t = _transform_for(sub)
     except ValidationError:
@@ -81,8 +80,6 @@ def _matches(sub: Subscription, envelope: dict[str, Any], budget: Any = None) ->
         return True
     if t is None:
         return True
-    if budget is None:
-        return t.accepts(envelope)
     decided = t.decide(envelope, budget)
     return True if decided is None else decided
 
@@ -92,7 +89,7 @@ def _match_all(account: str, candidates: tuple[Subscription, ...], envelope: dic
     from .transform.filters import FilterBudget
 
     budget = FilterBudget()
-    matched = [sub for sub in candidates if _matches(sub, envelope, budget)]
+    matched = [sub for sub in candidates if _passes_filter(sub, envelope, budget)]
     if budget.unfiltered:
         log.warning(
             "account %s: filters spent the shared work budget of one publish; %d subscription(s) got event %s unfiltered",
