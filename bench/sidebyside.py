@@ -215,7 +215,7 @@ def _check_hits(side: Side, hits: list[Any], expected: int) -> int:
     return len(hits) - unique
 
 
-def _window(a: Snapshot, b: Snapshot) -> dict[str, float]:
+def _window(a: Snapshot, b: Snapshot) -> dict[str, Any]:
     n = b.delivered - a.delivered
     return {
         "deliveries": n,
@@ -226,9 +226,18 @@ def _window(a: Snapshot, b: Snapshot) -> dict[str, float]:
         "scripts": (b.redis.scripts - a.redis.scripts) / n,
         # b's own INFO is one read counted in b (the counter moves before the command runs).
         "round_trips": (b.redis.reads - a.redis.reads - 1) / n,
-        "per_command": {k: ((c - a.redis.per_command.get(k, (0, 0))[0]) / n, (u - a.redis.per_command.get(k, (0, 0))[1]) / n)
-                        for k, (c, u) in b.redis.per_command.items() if c > a.redis.per_command.get(k, (0, 0))[0]},
+        "per_command": _per_command(a.redis.per_command, b.redis.per_command, n),
     }
+
+
+def _per_command(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]], n: int) -> dict[str, tuple[float, float]]:
+    """(calls, µs) per delivery of each command that ran in the window."""
+    out = {}
+    for name, (calls, usec) in b.items():
+        calls0, usec0 = a.get(name, (0, 0))
+        if calls > calls0:
+            out[name] = ((calls - calls0) / n, (usec - usec0) / n)
+    return out
 
 
 def _start_workers(side: Side, args: argparse.Namespace, tmp: Path, tag: str, count: int,

@@ -61,7 +61,7 @@ log = logging.getLogger("webhooks.transport")
 # (unacked index, unacked hash) as named in Redis, once a channel of this transport exists.
 _unacked_keys: tuple[str, str] | None = None
 _settled: set[str] = set()
-_settled_lock = threading.Lock()
+_lock = threading.Lock()
 _claim_on_take = False
 _claims: dict[Any, tuple[Claim, float]] = {}
 
@@ -74,7 +74,7 @@ def claim_on_take(enabled: bool) -> None:
 
 def claimed(delivery_tag: Any) -> Claim | None:
     """The claim made when the message ``delivery_tag`` was taken, if still fresh (once)."""
-    with _settled_lock:
+    with _lock:
         made = _claims.pop(delivery_tag, None)
     if made is None or time.monotonic() - made[1] > CLAIM_FRESH_S:
         return None
@@ -105,12 +105,12 @@ def broker_message(delivery_tag: str | None) -> BrokerMessage | None:
 def settled(message: BrokerMessage | None) -> None:
     """``message`` was taken out of the unacked bookkeeping by ``settle``: its ack is local."""
     if message is not None and message.done:
-        with _settled_lock:
+        with _lock:
             _settled.add(message.tag)
 
 
 def _take_settled(delivery_tag: Any) -> bool:
-    with _settled_lock:
+    with _lock:
         if delivery_tag in _settled:
             _settled.discard(delivery_tag)
             return True
@@ -137,7 +137,7 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
             return
         virtual.QoS.append(self, message, delivery_tag)
         now = time.monotonic()
-        with _settled_lock:
+        with _lock:
             if len(_claims) > 10_000:  # tasks that never ran (a shutdown): forget the stale ones
                 for tag in [t for t, (_, at) in _claims.items() if now - at > CLAIM_FRESH_S]:
                     del _claims[tag]
